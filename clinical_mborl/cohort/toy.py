@@ -85,7 +85,7 @@ def make_toy_transitions(
             raw, raw_next = TOY_MEAN + TOY_STD * z[i], TOY_MEAN + TOY_STD * z_next[i]
             row: dict[str, object] = {
                 "stay_id": f"toy-{i:05d}", "patient_key": f"p{i:05d}", "step": t, "split": str(split[i]),
-                "reward": reward, "done": done, "truncated": bool(last and not done),
+                "reward": reward, "reward_intermediate": 0.0, "done": done, "died": bool(die_now[i]), "truncated": bool(last and not done),
                 "iv_fluid_ml": float(doses[i, 0]), "norepinephrine_ug_kg_min": float(doses[i, 1]),
             }
             if not continuous:

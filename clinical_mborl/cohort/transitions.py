@@ -37,6 +37,8 @@ class TransitionArrays:
     rewards: np.ndarray  # [n] float32
     done: np.ndarray  # [n] bool: death or discharge
     truncated: np.ndarray  # [n] bool: window end
+    died: np.ndarray  # [n] bool: this transition ends the stay by death (done & died)
+    reward_intermediate: np.ndarray  # [n] float32: reward minus its outcome part
     episode: np.ndarray  # [n] int64: 0..n_episodes-1, one per stay
     patient: np.ndarray  # [n] int64: 0..n_patients-1
     step: np.ndarray  # [n] int64
@@ -117,7 +119,8 @@ class TransitionSet:
 
     @property
     def required_columns(self) -> list[str]:
-        base = ["stay_id", "patient_key", "step", "split", "reward", "done", "truncated"]
+        base = ["stay_id", "patient_key", "step", "split", "reward", "reward_intermediate",
+                "done", "truncated", "died"]
         if self.manifest.action_space.kind == "discrete":
             base.append("action")
         return base + list(self.feature_names) + list(self.next_feature_names) + list(self.dose_columns)
@@ -165,6 +168,8 @@ class TransitionSet:
             rewards=f["reward"].to_numpy().astype(np.float32),
             done=f["done"].to_numpy().astype(bool),
             truncated=f["truncated"].to_numpy().astype(bool),
+            died=f["died"].to_numpy().astype(bool),
+            reward_intermediate=f["reward_intermediate"].to_numpy().astype(np.float32),
             episode=episode,
             patient=patient,
             step=f["step"].to_numpy().astype(np.int64),
