@@ -70,3 +70,8 @@ TREATMENTS = TableContract(
 
 TABLES: dict[str, TableContract] = {t.name: t for t in (STAYS, MEASUREMENTS, TREATMENTS)}
 SEX_VALUES = ("F", "M", "U")
+
+# Plausibility bounds used by the validator and the row models (not clinical definitions: those
+# live in cohort specs). MIMIC-III shifts ages over 89 to about 300 for de-identification; an
+# adapter must map them before validation.
+AGE_YEARS_MAX = 130.0

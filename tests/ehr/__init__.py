@@ -1,0 +1,1 @@
+"""Tests of the canonical EHR contract: row models, readers, validator, `cohort validate`."""
