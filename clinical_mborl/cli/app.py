@@ -31,10 +31,13 @@ def version() -> None:
 
 def _register() -> None:
     # Command groups (one module each). Imported here so `clinical_mborl.cli.app` stays the root.
-    from clinical_mborl.cli import cohort_cmd, schemas_cmd
+    from clinical_mborl.cli import cohort_cmd, schemas_cmd, train_cmd
 
     app.add_typer(cohort_cmd.app, name="cohort")
     app.add_typer(schemas_cmd.app, name="schemas")
+    app.add_typer(train_cmd.app, name="train")
+    __import__("clinical_mborl.cli.simulate_cmd", fromlist=["register"]).register(app)
+    __import__("clinical_mborl.cli.evaluate_cmd", fromlist=["register"]).register(app)
 
 
 _register()

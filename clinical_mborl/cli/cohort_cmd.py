@@ -45,3 +45,35 @@ def validate(
     Example: clinical-mborl cohort validate --ehr data/ehr --out validation.json
     """
     run_library_call(lambda: _validate(ehr, out))
+
+
+# --- cohort build ----------------------------------------------------------------------------
+
+
+def _build(spec_path: Path, ehr: Path, out: Path, validate: bool) -> None:
+    from clinical_mborl.cli.common import progress_enabled
+    from clinical_mborl.cohort import load_cohort_spec
+    from clinical_mborl.cohort.build import build_cohort
+
+    spec = load_cohort_spec(spec_path)
+    manifest = build_cohort(spec, ehr, out, progress=progress_enabled(), validate=validate)
+    included = sum(c.stays for c in manifest.counts.values())
+    typer.echo(f"cohort {spec.name}: {manifest.stays_in} stays in, {included} included")
+    for name, c in manifest.counts.items():
+        typer.echo(f"  {name:<5} patients={c.patients} stays={c.stays} transitions={c.transitions} deaths={c.deaths}")
+    typer.echo(f"written to {out} (transitions sha256 {manifest.transitions_sha256[:12]}...)")
+
+
+@app.command("build")
+def build(
+    spec: Path = typer.Argument(..., help="Cohort spec YAML, e.g. cohorts/sepsis_fluids_vasopressors.yaml."),
+    ehr: Path = typer.Option(..., "--ehr", help="Folder with stays, measurements, treatments (.parquet or .csv)."),
+    out: Path = typer.Option(..., "--out", help="Output folder for transitions.parquet and manifest.json."),
+    validate: bool = typer.Option(True, "--validate/--no-validate",
+                                  help="Validate the tables first (reads them into memory)."),
+) -> None:
+    """Build MDP transitions from canonical EHR tables (CONTRACTS.md §3); exit 2 on bad input.
+
+    Example: clinical-mborl cohort build cohorts/sepsis_fluids_vasopressors.yaml --ehr data/ehr --out out/cohort
+    """
+    run_library_call(lambda: _build(spec, ehr, out, validate))

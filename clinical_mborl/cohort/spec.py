@@ -246,6 +246,14 @@ class CohortSpec(StrictModel):
         anames = [a.name for a in self.actions]
         if len(set(anames)) != len(anames):
             raise ValueError("duplicate action dimension names")
+        variables = [v for f in self.features for v in f.variables]
+        shared = sorted({v for v in variables if variables.count(v) > 1})
+        if shared:
+            raise ValueError(f"measurement variable(s) {shared} feed more than one feature; each feeds one")
+        treatments = [t for a in self.actions for t in a.treatments]
+        shared = sorted({t for t in treatments if treatments.count(t) > 1})
+        if shared:
+            raise ValueError(f"treatment(s) {shared} feed more than one action dimension; each feeds one")
         return self
 
     @property

@@ -1,0 +1,84 @@
+"""Off-policy evaluation: estimators, patient-bootstrap intervals, overlap diagnostics.
+
+>>> from clinical_mborl.ope import OPEData, WeightedImportanceSampling, evaluate_arrays  # noqa: F401
+"""
+
+from clinical_mborl.ope.data import OPEData, discounted_returns, soften
+from clinical_mborl.ope.diagnostics import (
+    WeightDiagnostics,
+    kish_ess,
+    support_share_outside,
+    weight_diagnostics,
+)
+from clinical_mborl.ope.estimators import (
+    ESTIMATORS,
+    DoublyRobust,
+    Estimator,
+    FittedQEvaluation,
+    ModelBasedEstimate,
+    OnPolicyValue,
+    PerDecisionWIS,
+    WeightedDoublyRobust,
+    WeightedImportanceSampling,
+    make_estimator,
+)
+from clinical_mborl.ope.evaluate import evaluate_arrays
+from clinical_mborl.ope.hcope import (
+    HCOPEBound,
+    empirical_bernstein_lower,
+    high_confidence_lower_bound,
+)
+from clinical_mborl.ope.intervals import (
+    Interval,
+    ResamplePlan,
+    bca_interval,
+    bootstrap_all,
+    bootstrap_interval,
+    paired_difference,
+    percentile_interval,
+)
+from clinical_mborl.ope.results import (
+    OPE_FILE,
+    HighConfidenceBound,
+    OPEConfig,
+    OPEEstimate,
+    OPEReport,
+    PairedDifference,
+)
+
+__all__ = [
+    "ESTIMATORS",
+    "OPE_FILE",
+    "DoublyRobust",
+    "Estimator",
+    "FittedQEvaluation",
+    "HCOPEBound",
+    "HighConfidenceBound",
+    "Interval",
+    "ModelBasedEstimate",
+    "OPEConfig",
+    "OPEData",
+    "OPEEstimate",
+    "OPEReport",
+    "OnPolicyValue",
+    "PairedDifference",
+    "PerDecisionWIS",
+    "ResamplePlan",
+    "WeightDiagnostics",
+    "WeightedDoublyRobust",
+    "WeightedImportanceSampling",
+    "bca_interval",
+    "bootstrap_all",
+    "bootstrap_interval",
+    "discounted_returns",
+    "empirical_bernstein_lower",
+    "evaluate_arrays",
+    "high_confidence_lower_bound",
+    "kish_ess",
+    "make_estimator",
+    "paired_difference",
+    "percentile_interval",
+    "soften",
+    "support_share_outside",
+    "weight_diagnostics",
+]

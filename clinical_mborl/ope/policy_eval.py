@@ -1,0 +1,201 @@
+"""`evaluate_policy`: from a policy, a cohort and the fitted clinician/dynamics models to `ope.json`.
+
+Steps, in order:
+1. the evaluation rows (`config.eval_splits`, held out from every learner by default);
+2. clinician probabilities of every action on those rows -- out-of-fold where the behaviour
+   model was fitted on the row, the average of its fold models elsewhere;
+3. the evaluation policy's probabilities, softened: pi' = (1 - eps) pi_e + eps pi_b;
+4. the Q-model of pi' (FQE), fitted on `config.q_fit_splits`, cross-fitted by patient folds
+   where fit and evaluation patients overlap -> Q(s_t, a_t), V(s_t) for DR, WDR and FQE;
+5. model rollouts of pi' from each stay's first state (when a dynamics ensemble is given);
+6. `evaluate_arrays`: estimates, patient-bootstrap intervals, paired differences, diagnostics.
+
+Return bounds for HCOPE come from the cohort's reward specification: the outcome reward lies in
+[min(0, death, survival), max(0, death, survival)] whatever the discount; intermediate rewards
+have no a-priori bound, so the observed range of their discounted sums is added.
+
+>>> from clinical_mborl.cohort.toy import make_toy_transitions
+>>> from clinical_mborl.behavior import BehaviorConfig, fit_behavior
+>>> ts = make_toy_transitions(60, seed=0)
+>>> pi_b = fit_behavior(ts, BehaviorConfig(n_folds=2, hidden_sizes=(), max_epochs=2))
+>>> cfg = OPEConfig(n_resamples=100, estimators=("wis", "pdwis"))
+>>> rep = evaluate_policy(pi_b, ts, pi_b, config=cfg)
+>>> abs(rep.estimate("wis").value - rep.clinician.value) < 1e-9  # the clinician, on-policy
+True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clinical_mborl.behavior import ClinicianPolicy
+from clinical_mborl.cohort import TransitionArrays, TransitionSet
+from clinical_mborl.core.errors import InputError
+from clinical_mborl.core.policy import Policy
+from clinical_mborl.dynamics import DynamicsEnsemble
+from clinical_mborl.ope.data import OPEData, soften
+from clinical_mborl.ope.evaluate import evaluate_arrays
+from clinical_mborl.ope.fqe import FQEData, cross_fit_q
+from clinical_mborl.ope.model_based import model_based_returns, softened_sampler
+from clinical_mborl.ope.results import OPEConfig, OPEReport
+
+Q_ESTIMATORS = ("dr", "wdr", "fqe")
+
+
+def evaluate_policy(
+    policy: Policy,
+    transitions: TransitionSet,
+    behavior: ClinicianPolicy,
+    dynamics: DynamicsEnsemble | None = None,
+    config: OPEConfig | None = None,
+    out_dir: str | Path | None = None,
+) -> OPEReport:
+    """Off-policy evaluation of `policy` on the held-out split; writes `out_dir/ope.json` if given."""
+    config = config or OPEConfig()
+    data = build_ope_data(policy, transitions, behavior, dynamics, config)
+    report = evaluate_arrays(data, config, policy=policy.name)
+    if out_dir is not None:
+        report.write(out_dir)
+    return report
+
+
+def build_ope_data(
+    policy: Policy,
+    transitions: TransitionSet,
+    behavior: ClinicianPolicy,
+    dynamics: DynamicsEnsemble | None,
+    config: OPEConfig,
+) -> OPEData:
+    """Steps 1-5 of the module recipe: the `OPEData` of `policy` on `config.eval_splits`."""
+    _check_compatible(policy, transitions, behavior)
+    raw, norm = transitions.arrays(normalised=False), transitions.arrays(normalised=True)
+    split = transitions.frame["split"].to_numpy()
+    rows = np.flatnonzero(np.isin(split, config.eval_splits))
+    if rows.size == 0:
+        raise InputError(f"OPE: no rows in splits {list(config.eval_splits)}; pick splits the cohort has.")
+    episode = np.unique(raw.episode[rows], return_inverse=True)[1]
+    step = raw.step[rows]
+    shape = (int(episode.max()) + 1, transitions.manifest.n_steps)
+    mask = np.zeros(shape, dtype=bool)
+    mask[episode, step] = True
+
+    def grid(values: np.ndarray, pad: float) -> np.ndarray:
+        out = np.full(shape, pad, dtype=np.float64)
+        out[episode, step] = values
+        return out
+
+    patient = np.zeros(shape[0], dtype=np.int64)
+    patient[episode] = raw.patient[rows]
+    eps = config.soften_epsilon
+    q_sa = v_s = pb_rec = None
+    if transitions.manifest.action_space.kind == "discrete":
+        p_b = _behavior_proba(behavior, transitions, raw, rows, config)
+        # the clinician evaluated as a policy uses the same (out-of-fold where fitted) estimate
+        p_e = p_b if policy is behavior else np.asarray(policy.action_probabilities(raw.states[rows]),
+                                                         dtype=np.float64)
+        if p_e.shape != p_b.shape:
+            raise InputError(f"OPE: policy '{policy.name}' gives {p_e.shape[1]} action probabilities, the "
+                             f"cohort has {p_b.shape[1]} dose levels; use a policy built for this cohort.")
+        taken = raw.actions[rows]
+        pb, pe = p_b[np.arange(rows.size), taken], p_e[np.arange(rows.size), taken]
+        pb_rec = grid(p_b[np.arange(rows.size), p_e.argmax(axis=1)], 1.0)
+        if any(name in config.estimators for name in Q_ESTIMATORS):
+            q = _fitted_q(policy, transitions, behavior, raw, norm, split, rows, config)
+            p_soft = soften(p_e, p_b, eps)
+            q_sa = grid(q[np.arange(rows.size), taken], 0.0)
+            v_s = grid((p_soft * q).sum(axis=1), 0.0)
+    else:
+        pb, pe = _densities(policy, behavior, raw, rows)
+    model_returns = None
+    if dynamics is not None and "model_based" in config.estimators:
+        first = rows[step == 0][np.argsort(episode[step == 0])]
+        sampler = softened_sampler(policy, behavior, transitions.normalizer.inverse, eps,
+                                   np.random.default_rng(config.seed))
+        model_returns = model_based_returns(
+            dynamics, sampler, torch.as_tensor(norm.states[first]), torch.as_tensor(raw.step[first]),
+            n_rollouts=config.model_rollouts, seed=config.seed,
+        )
+    return OPEData.create(
+        rewards=grid(raw.rewards[rows], 0.0), mask=mask, patient=patient, pb=grid(pb, 1.0), pe=grid(pe, 1.0),
+        gamma=transitions.manifest.gamma, return_bounds=return_bounds(transitions, raw),
+        q_sa=q_sa, v_s=v_s, pb_recommended=pb_rec, model_returns=model_returns, soften_epsilon=eps,
+    )
+
+
+def return_bounds(transitions: TransitionSet, raw: TransitionArrays) -> tuple[float, float]:
+    """A-priori outcome bounds plus the observed range of discounted intermediate rewards."""
+    r = transitions.manifest.spec.reward
+    lo, hi = min(0.0, r.death_reward, r.survival_reward), max(0.0, r.death_reward, r.survival_reward)
+    disc = transitions.manifest.gamma ** raw.step
+    inter = np.bincount(raw.episode, weights=disc * raw.reward_intermediate) if len(raw) else np.zeros(1)
+    return lo + min(0.0, float(inter.min())), hi + max(0.0, float(inter.max()))
+
+
+def _check_compatible(policy: Policy, transitions: TransitionSet, behavior: ClinicianPolicy) -> None:
+    for who, names in (("policy", policy.feature_names), ("behaviour model", behavior.feature_names)):
+        if tuple(names) != transitions.feature_names:
+            raise InputError(f"OPE: the {who} expects features {list(names)}, the cohort has "
+                             f"{list(transitions.feature_names)}; use models trained on this cohort.")
+    kind = transitions.manifest.action_space.kind
+    if policy.action_kind != kind or behavior.action_kind != kind:
+        raise InputError(f"OPE: the cohort has {kind} actions, the policy {policy.action_kind} and the "
+                         f"behaviour model {behavior.action_kind}; they must agree.")
+    if behavior.action_space != transitions.manifest.action_space or (
+        behavior.cohort_manifest_hash != transitions.manifest_hash
+    ):
+        raise InputError("OPE: the behaviour model was fitted on another cohort build (action space or "
+                         "manifest hash differ); importance weights need this cohort's clinicians. Run "
+                         "`clinical-mborl train behavior` on this cohort.")
+
+
+def _behavior_proba(behavior: ClinicianPolicy, transitions: TransitionSet, raw: TransitionArrays,
+                    rows: np.ndarray, config: OPEConfig) -> np.ndarray:
+    """pi_b(. | s) on `rows`: out-of-fold on the behaviour model's own fit rows."""
+    p = np.asarray(behavior.action_probabilities(raw.states[rows]), dtype=np.float64)
+    split = transitions.frame["split"].to_numpy()
+    in_fit = np.isin(split, behavior.config.fit_splits)
+    if in_fit[rows].any():
+        oof = np.full((len(raw), p.shape[1]), np.nan)
+        oof[np.flatnonzero(in_fit)] = behavior.out_of_fold_proba_for(transitions)
+        use = in_fit[rows]
+        p[use] = oof[rows[use]]
+    return p
+
+
+def _densities(policy: Policy, behavior: ClinicianPolicy, raw: TransitionArrays,
+               rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    log_pe = np.asarray(policy.log_density(raw.states[rows], raw.doses[rows]), dtype=np.float64)  # type: ignore[attr-defined]
+    if np.isposinf(log_pe).any():
+        raise InputError(f"OPE: policy '{policy.name}' recommends exact doses (a point mass), so density "
+                         "ratios are undefined; evaluate it on a dose-level (discrete) cohort or give it a "
+                         "dose distribution.")
+    log_pb = np.asarray(behavior.log_density(raw.states[rows], raw.doses[rows]), dtype=np.float64)
+    return np.exp(log_pb), np.exp(log_pe)
+
+
+def _fitted_q(policy: Policy, transitions: TransitionSet, behavior: ClinicianPolicy, raw: TransitionArrays,
+              norm: TransitionArrays, split: np.ndarray, rows: np.ndarray, config: OPEConfig) -> np.ndarray:
+    """Cross-fitted Q [len(rows), A] of the softened policy."""
+    n_steps = transitions.manifest.n_steps
+    eye = np.eye(n_steps, dtype=np.float32)
+
+    def features(states: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        return np.concatenate([states.astype(np.float32), eye[np.minimum(steps, n_steps - 1)]], axis=1)
+
+    fit = np.flatnonzero(np.isin(split, config.q_fit_splits))
+    if fit.size == 0:
+        raise InputError(f"OPE: no rows in q_fit_splits {list(config.q_fit_splits)} to fit the Q-model on.")
+    next_raw = raw.next_states[fit]
+    next_policy = soften(policy.action_probabilities(next_raw), behavior.action_probabilities(next_raw),
+                         config.soften_epsilon)
+    data = FQEData(
+        features=features(norm.states[fit], norm.step[fit]), actions=raw.actions[fit],
+        rewards=raw.rewards[fit].astype(np.float64), end=raw.end[fit],
+        next_features=features(norm.next_states[fit], norm.step[fit] + 1),
+        next_policy=next_policy, patient=raw.patient[fit],
+    )
+    return cross_fit_q(data, features(norm.states[rows], norm.step[rows]), raw.patient[rows],
+                       transitions.n_actions, transitions.manifest.gamma, n_steps, config.fqe)

@@ -1,0 +1,99 @@
+"""Standard prose of the report: limitations, the model card and the data sheet.
+
+Only published (suppressed) counts are ever put into text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from clinical_mborl.report.inputs import ReportInputs
+from clinical_mborl.report.model import DataSheet, ModelCard
+from clinical_mborl.report.suppress import Cell
+
+STANDARD_LIMITATIONS = (
+    "Unobserved confounding: off-policy evaluation assumes the recorded state contains every "
+    "reason clinicians had for their doses. Information outside the EHR (bedside assessment, "
+    "goals of care) can bias every estimate in this report, in either direction.",
+    "Estimates rest on overlap with clinician behaviour: actions clinicians rarely took are "
+    "evaluated on few patients (see ESS and the support check), and importance-sampling "
+    "estimators are biased toward the clinician's value when ESS is low.",
+    "The clinician model is itself estimated; its calibration bounds the reliability of the "
+    "importance weights and the support mask.",
+    "The dynamics model was evaluated on held-out patients only as far as the horizons shown; "
+    "model-based value estimates beyond them extrapolate.",
+    "The data are retrospective and from the sites in the cohort; the policy has not been "
+    "validated prospectively, and performance may differ at other sites or times.",
+    "Small cells are suppressed; subgroup results for small groups are not evaluated and are "
+    "uncertain.",
+    "Attributions explain the policy network's contrast between actions, not causal effects "
+    "of the features on outcomes.",
+)
+
+
+def limitations(inputs: ReportInputs) -> list[str]:
+    """The standard limitations followed by the pipeline's own."""
+    return [*STANDARD_LIMITATIONS, *inputs.limitations]
+
+
+def model_card(inputs: ReportInputs) -> ModelCard:
+    spec = inputs.cohort.spec
+    dims = ", ".join(f"{d.name} ({d.unit})" for d in inputs.cohort.action_space.dimensions)
+    return ModelCard(
+        model_details={
+            "name": inputs.policy_name,
+            "algorithm": inputs.algorithm,
+            "description": inputs.policy_description or "Dosing policy learned offline from EHR transitions.",
+            "actions": dims,
+            "decision step (hours)": f"{inputs.cohort.step_hours:g}",
+            "discount": f"{inputs.cohort.gamma:g}",
+            "package version": inputs.cohort.package_version,
+        },
+        intended_use=inputs.intended_use.purpose,
+        factors=["sex", "age band", "severity"] + [a for a in {g.attribute for g in inputs.subgroups}
+                                                   if a not in ("sex", "age_band", "severity")],
+        metrics=[
+            "policy value and paired difference against the clinician (patient bootstrap intervals)",
+            "effective sample size and weight concentration",
+            "share of recommendations inside clinician support",
+            "clinician agreement and dose distributions",
+        ],
+        evaluation_data=f"held-out split '{inputs.gate.config.heldout_split}' of cohort '{spec.name}' (patient-level split)",
+        training_data=f"train split of cohort '{spec.name}'; normalisation fitted on train only",
+        ethical_considerations=[
+            "Recommendations are withheld unless the pre-registered gate passes.",
+            "Identifiers are never shown; small counts are suppressed.",
+            "Harm in subgroups is checked separately; small subgroups cannot be checked.",
+        ],
+        caveats=list(STANDARD_LIMITATIONS[:2]),
+    )
+
+
+def data_sheet(inputs: ReportInputs, totals: Mapping[str, Cell]) -> DataSheet:
+    m = inputs.cohort
+    spec = m.spec
+    composition: dict[str, Cell | str] = {
+        "patients": totals["patients"],
+        "ICU stays": totals["stays"],
+        "decision steps": totals["transitions"],
+        "deaths": totals["deaths"],
+        "state features": str(len(m.state_features)),
+        "action space": m.action_space.kind,
+    }
+    return DataSheet(
+        motivation=f"Cohort '{spec.name}' built to learn and audit dosing policies: {spec.description}".strip(),
+        composition=composition,
+        collection="Routinely collected EHR tables (stays, measurements, treatments) in the canonical "
+                   "input contract; " + (f"{len(m.input_files)} input files, hashed in the manifest."
+                                         if m.input_files else "no input files recorded (synthetic)."),
+        preprocessing=[
+            f"decision step {m.step_hours:g} h, {m.n_steps} steps per stay at most",
+            "state at each step uses only data charted before the decision",
+            "features normalised with statistics of the train split only",
+            "patient-level split stratified by outcome",
+            f"{len(m.exclusion_flow)} exclusion steps (see Cohort flow)",
+        ],
+        uses="Training and retrospective evaluation of dosing policies; not for individual-level inference.",
+        distribution="Derived data stay with the data controller; this report publishes aggregates only.",
+        maintenance="Rebuild the cohort from its specification; the manifest hash identifies each build.",
+    )

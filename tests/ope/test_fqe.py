@@ -1,0 +1,102 @@
+"""Fitted Q evaluation: tabular exactness, the estimators it feeds, cross-fitting by patient."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import clinical_mborl.ope.fqe as fqe_module
+from clinical_mborl.core.errors import InputError
+from clinical_mborl.ope import DoublyRobust, FittedQEvaluation, OPEData, WeightedDoublyRobust
+from clinical_mborl.ope.fqe import FQEConfig, FQEData, cross_fit_q, fit_fqe
+
+from .tabular import (
+    empirical_q,
+    fqe_data,
+    q_values,
+    random_mdp,
+    random_policy,
+    simulate,
+    tabular_features,
+    true_value,
+)
+
+TABULAR = FQEConfig(hidden_sizes=(), epochs_per_iteration=60, batch_size=100_000, learning_rate=0.1)
+
+
+@pytest.fixture(scope="module")
+def tabular_fit():
+    mdp = random_mdp(0)
+    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
+    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=3.0)
+    ep = simulate(mdp, pi_b, 2000, np.random.default_rng(0))
+    model = fit_fqe(fqe_data(mdp, ep, pi_e), mdp.n_actions, mdp.gamma, mdp.horizon, TABULAR)
+    feats = tabular_features(mdp)
+    q = model.q_values(feats.reshape(-1, feats.shape[-1])).reshape(mdp.horizon, mdp.n_states, mdp.n_actions)
+    return mdp, pi_b, pi_e, ep, q
+
+
+def test_tabular_fqe_reaches_the_empirical_mdp_fixed_point(tabular_fit):
+    mdp, _, pi_e, ep, q = tabular_fit
+    q_emp, counts = empirical_q(mdp, ep, pi_e)
+    seen = counts > 0
+    assert np.abs(q - q_emp)[seen].max() < 0.02
+    # ... which is itself a sampling-noisy version of the true Q
+    q_true, _ = q_values(mdp, pi_e)
+    assert np.abs(q - q_true)[seen].max() < 0.3
+
+
+def test_fqe_values_feed_fqe_dr_and_wdr_to_the_truth(tabular_fit):
+    mdp, pi_b, pi_e, ep, q = tabular_fit
+    t = np.broadcast_to(np.arange(mdp.horizon), ep.states.shape)
+    data = OPEData.create(
+        ep.rewards, ep.mask, np.arange(ep.mask.shape[0]), pb=pi_b[ep.states, ep.actions],
+        pe=pi_e[ep.states, ep.actions], gamma=mdp.gamma, q_sa=q[t, ep.states, ep.actions],
+        v_s=(pi_e[ep.states] * q[t, ep.states]).sum(axis=2),
+    )
+    truth, clinician = true_value(mdp, pi_e), true_value(mdp, pi_b)
+    q_emp, _ = empirical_q(mdp, ep, pi_e)
+    v0_emp = (pi_e[ep.states[:, 0]] * q_emp[0, ep.states[:, 0]]).sum(axis=1).mean()
+    assert FittedQEvaluation().estimate(data) == pytest.approx(v0_emp, abs=0.01)
+    for est in (FittedQEvaluation(), DoublyRobust(), WeightedDoublyRobust()):
+        assert abs(est.estimate(data) - truth) < 0.1 < abs(est.estimate(data) - clinician)
+
+
+def _toy_fqe_data(n_patients: int, rows_per_patient: int = 3, offset: int = 0) -> FQEData:
+    n = n_patients * rows_per_patient
+    rng = np.random.default_rng(offset)
+    return FQEData(features=rng.normal(size=(n, 3)).astype(np.float32), actions=rng.integers(0, 2, n),
+                   rewards=rng.normal(size=n), end=np.ones(n, bool), next_features=np.zeros((n, 3), np.float32),
+                   next_policy=np.full((n, 2), 0.5),
+                   patient=np.repeat(np.arange(n_patients) + offset, rows_per_patient))
+
+
+def test_cross_fitting_never_trains_on_the_patient_it_predicts(monkeypatch):
+    calls: list[set[int]] = []
+    real_fit = fqe_module.fit_fqe
+
+    def spy(data, *args, **kwargs):
+        calls.append(set(np.unique(data.patient).tolist()))
+        return real_fit(data, *args, **kwargs)
+
+    monkeypatch.setattr(fqe_module, "fit_fqe", spy)
+    cfg = FQEConfig(hidden_sizes=(), epochs_per_iteration=1, n_folds=3)
+    fit = _toy_fqe_data(12)
+    eval_patient = np.array([0, 0, 5, 7, 11])
+    q = cross_fit_q(fit, np.zeros((5, 3), np.float32), eval_patient, 2, 0.9, 1, cfg)
+    assert q.shape == (5, 2) and len(calls) == 3
+    for p in eval_patient:
+        used = [seen for seen in calls if p not in seen]
+        assert len(used) == 1  # exactly one model excludes p: the one that predicts it
+    # disjoint fit and evaluation patients: one model on everything
+    calls.clear()
+    cross_fit_q(fit, np.zeros((2, 3), np.float32), np.array([100, 101]), 2, 0.9, 1, cfg)
+    assert calls == [set(range(12))]
+
+
+def test_fit_refuses_bad_inputs():
+    data = _toy_fqe_data(2)
+    with pytest.raises(InputError, match="next_policy"):
+        fit_fqe(data, n_actions=3, gamma=0.9, horizon=1)
+    with pytest.raises(InputError, match="at least one"):
+        fit_fqe(data.rows(np.zeros(len(data.actions), bool)), n_actions=2, gamma=0.9, horizon=1)

@@ -1,0 +1,123 @@
+"""`evaluate_policy` on a toy cohort and `clinical-mborl evaluate` end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from clinical_mborl.behavior import BehaviorConfig, ClinicianPolicy, fit_behavior
+from clinical_mborl.cli.app import app
+from clinical_mborl.cohort import TransitionSet
+from clinical_mborl.cohort.toy import make_toy_transitions
+from clinical_mborl.cohort.transitions import MANIFEST_FILE, TRANSITIONS_FILE
+from clinical_mborl.core.errors import InputError
+from clinical_mborl.core.io import sha256_file
+from clinical_mborl.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics
+from clinical_mborl.ope import OPEConfig, OPEReport
+from clinical_mborl.ope.fqe import FQEConfig
+from clinical_mborl.ope.policy_eval import build_ope_data, evaluate_policy
+from clinical_mborl.policies import NoTreatmentPolicy, RandomPolicy
+
+FAST = OPEConfig(n_resamples=200, eval_splits=("val", "test"), model_rollouts=3,
+                 fqe=FQEConfig(hidden_sizes=(16,), epochs_per_iteration=2))
+
+
+@pytest.fixture(scope="module")
+def toy() -> tuple[TransitionSet, ClinicianPolicy, DynamicsEnsemble]:
+    ts = make_toy_transitions(120, seed=0)
+    pi_b = fit_behavior(ts, BehaviorConfig(n_folds=2, hidden_sizes=(), max_epochs=3))
+    ens = fit_dynamics(ts, DynamicsConfig(n_members=3, n_elites=2, hidden_sizes=(16,), max_epochs=2), quiet=True)
+    return ts, pi_b, ens
+
+
+def test_every_estimator_runs_and_the_arrays_line_up_with_the_cohort(toy):
+    ts, pi_b, ens = toy
+    policy = RandomPolicy(ts.feature_names, ts.manifest.action_space)
+    data = build_ope_data(policy, ts, pi_b, ens, FAST)
+    held_out = ts.split("val", "test")
+    ep = held_out.episodes()
+    np.testing.assert_array_equal(data.mask, ep.mask)
+    np.testing.assert_allclose(data.rewards, ep.rewards)
+    # the random policy gives 1/9 to every action; softened with the clinician's probability
+    rows = held_out.arrays(normalised=False)
+    p_b = pi_b.action_probabilities(rows.states)[np.arange(len(rows)), rows.actions]
+    np.testing.assert_allclose(data.pb[rows.episode, rows.step], p_b)
+    np.testing.assert_allclose(data.pe[rows.episode, rows.step], 0.99 / 9 + 0.01 * p_b)
+    assert data.model_returns is not None and data.q_sa is not None
+    assert data.return_bounds == (-1.0, 1.0)
+
+    report = evaluate_policy(policy, ts, pi_b, ens, FAST)
+    assert [e.estimator for e in report.estimates] == ["wis", "pdwis", "dr", "wdr", "fqe", "model_based"]
+    assert report.skipped == {}
+    for e in report.estimates:
+        assert e.value is not None and e.ci_low is not None and e.ci_high is not None
+        assert e.ci_low <= e.ci_high
+    assert "interval_scope" in report.estimate("fqe").diagnostics
+
+
+def test_the_clinician_evaluated_on_its_own_rows_is_its_mean_return(toy):
+    ts, pi_b, _ = toy
+    for splits in (("train",), ("test",)):  # out-of-fold probabilities, then the fold average
+        cfg = OPEConfig(n_resamples=100, eval_splits=splits, estimators=("wis", "pdwis"))
+        report = evaluate_policy(pi_b, ts, pi_b, None, cfg)
+        for name in ("wis", "pdwis"):
+            assert report.estimate(name).value == pytest.approx(report.clinician.value, abs=1e-9)
+            assert report.difference(name).value == pytest.approx(0.0, abs=1e-9)
+        assert report.estimate("wis").ess == pytest.approx(report.n_episodes)
+
+
+def test_incompatible_inputs_are_refused(toy):
+    ts, pi_b, _ = toy
+    other = make_toy_transitions(30, seed=1, n_levels=2)
+    with pytest.raises(InputError, match="another cohort"):
+        build_ope_data(NoTreatmentPolicy(other.feature_names, other.manifest.action_space), other, pi_b, None, FAST)
+    with pytest.raises(InputError, match="dose levels"):
+        build_ope_data(NoTreatmentPolicy(other.feature_names, other.manifest.action_space), ts, pi_b, None, FAST)
+    with pytest.raises(InputError, match="no rows"):
+        build_ope_data(pi_b, ts.split("train"), pi_b, None, FAST)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory, toy) -> dict[str, Path]:
+    ts, pi_b, ens = toy
+    root = tmp_path_factory.mktemp("ope_cli")
+    cohort = root / "cohort"
+    cohort.mkdir()
+    ts.frame.write_parquet(cohort / TRANSITIONS_FILE)
+    manifest = ts.manifest.model_copy(update={"transitions_sha256": sha256_file(cohort / TRANSITIONS_FILE)})
+    (cohort / MANIFEST_FILE).write_text(manifest.model_dump_json())
+    loaded = TransitionSet.load(cohort)
+    pi_b = fit_behavior(loaded, BehaviorConfig(n_folds=2, hidden_sizes=(), max_epochs=2))
+    pi_b.save(root / "behavior")
+    ens = fit_dynamics(loaded, DynamicsConfig(n_members=3, n_elites=2, hidden_sizes=(8,), max_epochs=1), quiet=True)
+    ens.save(root / "dynamics")
+    return {"root": root, "cohort": cohort, "behavior": root / "behavior", "dynamics": root / "dynamics"}
+
+
+def test_cli_evaluate_writes_ope_json(folders):
+    out = folders["root"] / "ope"
+    args = ["--quiet", "evaluate", "--policy", "no-treatment", "--cohort", str(folders["cohort"]),
+            "--behavior", str(folders["behavior"]), "--dynamics", str(folders["dynamics"]), "--out", str(out),
+            "--split", "val,test", "--resamples", "100", "--estimators", "wis,pdwis,model_based",
+            "--rollouts", "2", "--clip", "50"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert set(summary["estimates"]) == {"wis", "pdwis", "model_based"}
+    report = OPEReport.model_validate_json((out / "ope.json").read_text())
+    assert report.policy == "no-treatment" and report.settings.clip == 50.0
+    assert report.estimate("wis").n_resamples == 100
+
+
+@pytest.mark.parametrize("extra", [["--estimators", "magic"], ["--split", "holdout"], ["--policy", "nowhere.yaml"],
+                                   ["--method", "normal"]])
+def test_cli_bad_options_exit_2(folders, extra):
+    args = ["--quiet", "evaluate", "--policy", "random", "--cohort", str(folders["cohort"]),
+            "--behavior", str(folders["behavior"]), "--out", str(folders["root"] / "bad"), "--resamples", "10"]
+    res = CliRunner().invoke(app, args + extra)
+    assert res.exit_code == 2, res.output
+    assert "error:" in res.output
