@@ -1,5 +1,8 @@
 """Off-policy evaluation: estimators, patient-bootstrap intervals, overlap diagnostics.
 
+Arrays in (`OPEData`, `evaluate_arrays`), or a policy and a cohort in (`evaluate_policy`, which
+fits the Q-model, rolls out the dynamics ensemble and writes `ope.json`).
+
 >>> from clinical_mborl.ope import OPEData, WeightedImportanceSampling, evaluate_arrays  # noqa: F401
 """
 
@@ -23,6 +26,7 @@ from clinical_mborl.ope.estimators import (
     make_estimator,
 )
 from clinical_mborl.ope.evaluate import evaluate_arrays
+from clinical_mborl.ope.fqe import FittedQ, FQEConfig, FQEData, cross_fit_q, fit_fqe
 from clinical_mborl.ope.hcope import (
     HCOPEBound,
     empirical_bernstein_lower,
@@ -37,6 +41,8 @@ from clinical_mborl.ope.intervals import (
     paired_difference,
     percentile_interval,
 )
+from clinical_mborl.ope.model_based import model_based_returns, softened_sampler
+from clinical_mborl.ope.policy_eval import build_ope_data, evaluate_policy
 from clinical_mborl.ope.results import (
     OPE_FILE,
     HighConfidenceBound,
@@ -51,6 +57,9 @@ __all__ = [
     "OPE_FILE",
     "DoublyRobust",
     "Estimator",
+    "FQEConfig",
+    "FQEData",
+    "FittedQ",
     "FittedQEvaluation",
     "HCOPEBound",
     "HighConfidenceBound",
@@ -70,15 +79,21 @@ __all__ = [
     "bca_interval",
     "bootstrap_all",
     "bootstrap_interval",
+    "build_ope_data",
+    "cross_fit_q",
     "discounted_returns",
     "empirical_bernstein_lower",
     "evaluate_arrays",
+    "evaluate_policy",
+    "fit_fqe",
     "high_confidence_lower_bound",
     "kish_ess",
     "make_estimator",
+    "model_based_returns",
     "paired_difference",
     "percentile_interval",
     "soften",
+    "softened_sampler",
     "support_share_outside",
     "weight_diagnostics",
 ]

@@ -74,7 +74,7 @@ def softened_sampler(
         raw = inverse_normalise(states.detach().cpu().numpy())
         actions = np.asarray(policy.sample_actions(raw, rng))
         if epsilon > 0:
-            use_b = rng.random(raw.shape[0]) < epsilon
+            use_b = np.asarray(rng.random(raw.shape[0])) < epsilon
             if use_b.any():
                 actions[use_b] = np.asarray(behavior.sample_actions(raw[use_b], rng))
         return torch.as_tensor(actions, device=states.device)

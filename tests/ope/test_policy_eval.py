@@ -121,3 +121,18 @@ def test_cli_bad_options_exit_2(folders, extra):
     res = CliRunner().invoke(app, args + extra)
     assert res.exit_code == 2, res.output
     assert "error:" in res.output
+
+
+def test_continuous_doses_use_density_ratios_and_refuse_point_masses():
+    ts = make_toy_transitions(80, seed=2, continuous=True)
+    pi_b = fit_behavior(ts, BehaviorConfig(n_folds=2, hidden_sizes=(), max_epochs=2))
+    cfg = OPEConfig(n_resamples=100, eval_splits=("val", "test"), estimators=("wis", "pdwis", "wdr"))
+    policy = RandomPolicy(ts.feature_names, ts.manifest.action_space)
+    data = build_ope_data(policy, ts, pi_b, None, cfg)
+    rows = ts.split("val", "test").arrays(normalised=False)
+    log_pb = pi_b.log_density(rows.states, rows.doses)
+    np.testing.assert_allclose(np.log(data.pb[rows.episode, rows.step]), log_pb, rtol=1e-6)
+    report = evaluate_policy(policy, ts, pi_b, None, cfg)
+    assert [e.estimator for e in report.estimates] == ["wis", "pdwis"] and "wdr" in report.skipped
+    with pytest.raises(InputError, match="point mass"):
+        build_ope_data(NoTreatmentPolicy(ts.feature_names, ts.manifest.action_space), ts, pi_b, None, cfg)
