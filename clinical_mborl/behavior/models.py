@@ -62,6 +62,9 @@ class ContinuousBehaviorNet(nn.Module):
     network output is on a unit scale whatever the dose unit.
     """
 
+    loc: Tensor
+    scale: Tensor
+
     def __init__(self, in_dim: int, n_dims: int, hidden: tuple[int, ...], min_std: float) -> None:
         super().__init__()
         self.n_dims = n_dims

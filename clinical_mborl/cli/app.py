@@ -38,6 +38,8 @@ def _register() -> None:
     app.add_typer(train_cmd.app, name="train")
     __import__("clinical_mborl.cli.simulate_cmd", fromlist=["register"]).register(app)
     __import__("clinical_mborl.cli.evaluate_cmd", fromlist=["register"]).register(app)
+    __import__("clinical_mborl.cli.explain_cmd", fromlist=["register"]).register(app)
+    __import__("clinical_mborl.cli.report_cmd", fromlist=["register"]).register(app)
 
 
 _register()

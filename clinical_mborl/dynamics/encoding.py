@@ -25,6 +25,13 @@ class DynamicsScaling(nn.Module):
     """Buffers: `dose_table` [A, k] (discrete; [0, k] if continuous), `dose_scale` [k],
     `delta_mean`/`delta_std` [d], `reward_mean`/`reward_std` [1] (std 0: constant reward)."""
 
+    dose_table: Tensor
+    dose_scale: Tensor
+    delta_mean: Tensor
+    delta_std: Tensor
+    reward_mean: Tensor
+    reward_std: Tensor
+
     def __init__(self, n_steps: int, n_features: int, dose_table: np.ndarray | None = None, n_doses: int = 0) -> None:
         super().__init__()
         table = np.zeros((0, n_doses)) if dose_table is None else np.asarray(dose_table)

@@ -78,7 +78,8 @@ def fit_dynamics(
 
     Checkpoints (`best.ckpt`, `last.ckpt`) go to `checkpoint_dir` (a temporary folder, removed
     afterwards, when None); `resume_from` continues an interrupted run from a checkpoint.
-    No logger files are written.
+    No logger files are written. Trains on the GPU when one is present (`accelerator="auto"`);
+    the returned ensemble is on the CPU (`.to(device)` moves it).
     """
     config = config or DynamicsConfig()
     if resume_from is not None and not Path(resume_from).is_file():

@@ -77,7 +77,7 @@ def horizon_rmse(ens: DynamicsEnsemble, a: TransitionArrays, rows: np.ndarray, m
     elites = torch.as_tensor(ens.elites, device=ens.device)
     current = torch.as_tensor(a.states[rows], device=ens.device)
     alive = np.ones(n, dtype=bool)
-    out = []
+    out: list[dict[str, Any]] = []
     for h in range(1, max_h + 1):
         j = np.arange(n) + h - 1  # the logged row used at this horizon
         ok = j < n

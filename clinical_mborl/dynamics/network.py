@@ -16,7 +16,7 @@ torch.Size([3, 2, 4])
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -68,6 +68,10 @@ class GaussianEnsemble(nn.Module):
         self.max_logvar = nn.Parameter(torch.full((out_dim,), float(init_max_logvar)))
         self.min_logvar = nn.Parameter(torch.full((out_dim,), float(init_min_logvar)))
 
+    @property
+    def hidden_layers(self) -> list[EnsembleLinear]:
+        return [cast(EnsembleLinear, layer) for layer in self.hidden]
+
     def bound_logvar(self, raw: Tensor) -> Tensor:
         """Soft-clamp raw log-variances into (min_logvar, max_logvar)."""
         logvar = self.max_logvar - F.softplus(self.max_logvar - raw)
@@ -95,7 +99,7 @@ class GaussianEnsemble(nn.Module):
 
         For tests and the speed benchmark; training and prediction use `forward`.
         """
-        for layer in self.hidden:
+        for layer in self.hidden_layers:
             x = F.silu(F.linear(x, layer.weight[member].T, layer.bias[member, 0]))
         h = F.linear(x, self.head.weight[member].T, self.head.bias[member, 0])
         out = self._split(h)

@@ -139,3 +139,21 @@ def test_continuous_cohort_fits(toy_continuous: TransitionSet) -> None:
     out = ens.step(torch.as_tensor(a.states), torch.as_tensor(a.doses, dtype=torch.float32),
                    torch.as_tensor(a.step), torch.Generator().manual_seed(0))
     assert out.next_states.shape == a.states.shape and torch.isfinite(out.rewards).all()
+
+
+def test_intermediate_reward_is_learned_when_it_varies() -> None:
+    ts = make_toy_transitions(n_patients=200, seed=4)
+    shaped = (pl.col("next_map_mmhg") - 75.0) / 12.0 * 0.1  # a reward on the next MAP
+    ts = TransitionSet(ts.frame.with_columns(shaped.alias("reward_intermediate"),
+                                             (pl.col("reward") + shaped).alias("reward")), ts.manifest)
+    ens = fit_dynamics(ts, LEARN, quiet=True)
+    assert ens.scaling.reward_modelled
+    reward = ens.metrics["holdout"]["reward"]
+    target_sd = float(ts.split("train").arrays().reward_intermediate.std())
+    assert reward["rmse"] < 0.6 * target_sd
+    # constant intermediate rewards (the plain toy) are not modelled: predicted exactly, zero spread
+    flat = fit_dynamics(make_toy_transitions(n_patients=40, seed=4), TINY, quiet=True)
+    a = make_toy_transitions(n_patients=40, seed=4).split("train").arrays()
+    pred = flat.predict(torch.as_tensor(a.states), torch.as_tensor(a.actions), torch.as_tensor(a.step))
+    assert not flat.scaling.reward_modelled
+    assert torch.all(pred.reward_mean == 0) and torch.all(pred.reward_std == 0)
