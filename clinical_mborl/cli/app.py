@@ -40,6 +40,7 @@ def _register() -> None:
     __import__("clinical_mborl.cli.evaluate_cmd", fromlist=["register"]).register(app)
     __import__("clinical_mborl.cli.explain_cmd", fromlist=["register"]).register(app)
     __import__("clinical_mborl.cli.report_cmd", fromlist=["register"]).register(app)
+    __import__("clinical_mborl.cli.score_cmd", fromlist=["register"]).register(app)
 
 
 _register()

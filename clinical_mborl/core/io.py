@@ -48,10 +48,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, _default_mode(0o666))
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _default_mode(base: int) -> int:
+    """The mode a plain `open()` would give under the current umask (mkstemp uses 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -81,6 +90,7 @@ def atomic_directory(path: str | Path, overwrite: bool = True) -> Iterator[Path]
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, _default_mode(0o777))
         if path.exists():
             if not overwrite:
                 raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")

@@ -4,6 +4,7 @@ Entry point: `explain_policy(target, states_raw, features, background_raw, confi
 where `target` is a `ContrastTarget` (e.g. `action_contrast(q_net, recommended, clinician)`).
 """
 
+from clinical_mborl.explain.adapters import explain_learned_policy, learned_policy_target
 from clinical_mborl.explain.attributions import (
     CompletenessCheck,
     IGResult,
@@ -29,7 +30,11 @@ from clinical_mborl.explain.explanation import (
     load_explanation,
     save_explanation,
 )
-from clinical_mborl.explain.sanity import RandomisationStep, SanityResult, parameter_randomisation_check
+from clinical_mborl.explain.sanity import (
+    RandomisationStep,
+    SanityResult,
+    parameter_randomisation_check,
+)
 
 __all__ = [
     "CompletenessCheck",
@@ -44,12 +49,14 @@ __all__ = [
     "SanityResult",
     "TopFeature",
     "action_contrast",
+    "explain_learned_policy",
     "explain_policy",
     "feature_groups",
     "gradient_shap",
     "group_mask",
     "grouped_attributions",
     "integrated_gradients",
+    "learned_policy_target",
     "load_explanation",
     "parameter_randomisation_check",
     "save_explanation",

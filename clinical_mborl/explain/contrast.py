@@ -71,6 +71,8 @@ class _ActionContrast:
 
     def __call__(self, states: Tensor, recommended: Tensor, reference: Tensor) -> Tensor:
         out = self.module(states)
+        if out.ndim == 3:  # twin critics [members, n, A]: the pessimistic (min) estimate
+            out = out.min(0).values
         if out.ndim != 2:
             raise InputError(
                 f"action contrast: the network must return [n, n_actions]; got shape {tuple(out.shape)}."
@@ -84,7 +86,8 @@ def action_contrast(module: nn.Module, recommended: Tensor, reference: Tensor) -
     """Contrast of a Q-network (or logit head) between two actions per row.
 
     Args:
-        module: maps normalised states [n, d] to per-action outputs [n, A] (Q-values or logits).
+        module: maps normalised states [n, d] to per-action outputs [n, A] (Q-values or logits;
+            twin critics [2, n, A] use their minimum).
         recommended: int [n], the policy's action at each explained state.
         reference: int [n], the clinician's action (observed or most probable).
     """

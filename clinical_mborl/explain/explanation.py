@@ -36,7 +36,11 @@ from clinical_mborl.explain.attributions import (
     integrated_gradients,
 )
 from clinical_mborl.explain.contrast import ContrastTarget, feature_groups, group_mask
-from clinical_mborl.explain.sanity import SanityResult, parameter_randomisation_check, rank_correlation
+from clinical_mborl.explain.sanity import (
+    SanityResult,
+    parameter_randomisation_check,
+    rank_correlation,
+)
 
 ATTRIBUTIONS_FILE = "attributions.parquet"
 SUMMARY_FILE = "summary.json"

@@ -7,6 +7,15 @@ exports unless a passing report covers the exact policy artifact and cohort.
 
 from clinical_mborl.report.audit_log import append_entry, verify_log
 from clinical_mborl.report.build import build_audit_report
+from clinical_mborl.report.collect import (
+    characteristics_from_transitions,
+    dose_input,
+    evidence_from_ope,
+    ope_inputs,
+    review_cases,
+    trajectory_input,
+)
+from clinical_mborl.report.command import load_gate_config, report_from_artifacts
 from clinical_mborl.report.fingerprint import (
     CohortFingerprint,
     PolicyFingerprint,
@@ -27,14 +36,23 @@ from clinical_mborl.report.gate import (
     overlap_evidence,
     support_evidence,
 )
-from clinical_mborl.report.guard import GuardResult, record_export, recommend_guard
+from clinical_mborl.report.guard import GuardResult, recommend_guard, record_export
 from clinical_mborl.report.inputs import ReportInputs
 from clinical_mborl.report.model import AuditReport
-from clinical_mborl.report.render import render_html, write_report
+from clinical_mborl.report.render import ReportPaths, render_html, write_report
 from clinical_mborl.report.suppress import suppress_counts
 
 __all__ = [
     "AuditReport",
+    "ReportPaths",
+    "characteristics_from_transitions",
+    "dose_input",
+    "evidence_from_ope",
+    "load_gate_config",
+    "ope_inputs",
+    "report_from_artifacts",
+    "review_cases",
+    "trajectory_input",
     "CohortFingerprint",
     "ExplanationEvidence",
     "GateCheck",

@@ -9,7 +9,7 @@ and only then read into the section models.
 from __future__ import annotations
 
 import string
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +40,14 @@ from clinical_mborl.report.model import (
     SummaryCell,
     TrajectoryCase,
 )
-from clinical_mborl.report.suppress import Cell, is_small, percent, suppress_counts, suppress_free_ints, sum_relation
+from clinical_mborl.report.suppress import (
+    Cell,
+    is_small,
+    percent,
+    sum_relation,
+    suppress_counts,
+    suppress_free_ints,
+)
 
 SPLIT_ORDER = ("train", "val", "test")
 MEASURES = ("patients", "stays", "transitions", "deaths")
@@ -64,7 +71,7 @@ class CountCells:
             self.hidden.add(key)
         return key
 
-    def relate_if_consistent(self, total: Hashable, parts: list[Hashable]) -> bool:
+    def relate_if_consistent(self, total: Hashable, parts: Sequence[Hashable]) -> bool:
         """Add `total = sum(parts)` when the numbers agree (inputs over other populations do not)."""
         if self.counts[total] != sum(self.counts[p] for p in parts):
             return False
@@ -128,9 +135,9 @@ def _register_rest(c: CountCells, inp: ReportInputs) -> None:
         c.add(f"ope.{i}.n_patients", e.n_patients)
         if f"split.{e.split}.patients" in c.counts:
             c.relate_if_consistent(f"split.{e.split}.patients", [f"ope.{i}.n_patients"])
-    by_attr: dict[str, list[str]] = {}
+    by_attr: dict[str, list[Hashable]] = {}
     for i, g in enumerate(inp.subgroups):
-        by_attr.setdefault(g.attribute, []).append(c.add(f"subgroup.{i}.n", g.n_patients))  # type: ignore[arg-type]
+        by_attr.setdefault(g.attribute, []).append(c.add(f"subgroup.{i}.n", g.n_patients))
     for attr, keys in by_attr.items():
         total = f"split.{inp.subgroup_split}.patients"
         if total not in c.counts or not c.relate_if_consistent(total, list(keys)):

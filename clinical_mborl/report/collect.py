@@ -17,12 +17,22 @@ import polars as pl
 from clinical_mborl.cohort.manifest import ActionSpaceInfo
 from clinical_mborl.cohort.transitions import SPLITS, TransitionSet
 from clinical_mborl.core.errors import InputError
-from clinical_mborl.report.gate import PairedEstimate
+from clinical_mborl.explain.explanation import ExplanationSummary
+from clinical_mborl.ope.results import OPEReport
+from clinical_mborl.report.gate import (
+    ExplanationEvidence,
+    GateEvidence,
+    OverlapEvidence,
+    PairedEstimate,
+    SubgroupEvidence,
+    SupportEvidence,
+)
 from clinical_mborl.report.inputs import (
     DoseDimensionInput,
     DoseInput,
     FeatureSummary,
     OPEEstimate,
+    SubgroupResult,
     TrajectoryInput,
     TrajectoryStepInput,
 )
@@ -115,3 +125,49 @@ def paired_from_ope(estimates: Sequence[OPEEstimate]) -> list[PairedEstimate]:
         out.append(PairedEstimate(estimator=e.estimator, difference=e.value, ci_low=e.ci_low, ci_high=e.ci_high,
                                   lower_bound=e.lower_bound))
     return out
+
+
+def ope_inputs(report: OPEReport) -> list[OPEEstimate]:
+    """The clinician, every estimator and every paired difference of an `ope.json`, as report inputs."""
+    split = ",".join(report.settings.eval_splits)
+    out = []
+    for target, e in [("clinician", report.clinician), *(("policy", e) for e in report.estimates)]:
+        out.append(OPEEstimate(estimator=e.estimator, target=target, value=e.value,
+                               ci_low=e.ci_low, ci_high=e.ci_high, level=e.level, method=e.method,
+                               n_patients=e.n_patients, ess=e.ess, lower_bound=e.lower_bound, split=split,
+                               diagnostics=dict(e.diagnostics)))
+    for d in report.differences:
+        out.append(OPEEstimate(estimator=d.estimator, target="paired_difference", value=d.value, ci_low=d.ci_low,
+                               ci_high=d.ci_high, level=d.level, method=d.method, n_patients=d.n_patients,
+                               lower_bound=d.lower_bound, split=split,
+                               diagnostics={"reference": d.reference, "n_resamples": d.n_resamples,
+                                            "n_undefined_resamples": d.n_undefined_resamples}))
+    return out
+
+
+def evidence_from_ope(report: OPEReport, subgroups: Sequence[SubgroupResult] = (),
+                      explanation: ExplanationSummary | None = None) -> GateEvidence:
+    """Gate evidence from `ope.json` (+ subgroup results and the explanation summary).
+
+    Overlap comes from the first importance-weighted estimator's diagnostics; support is
+    1 - `support_share_outside` at the OPE support threshold (None for continuous doses).
+    """
+    paired = [PairedEstimate(estimator=d.estimator, difference=d.value, ci_low=d.ci_low, ci_high=d.ci_high,
+                             lower_bound=d.lower_bound)
+              for d in report.differences if None not in (d.value, d.ci_low, d.ci_high, d.lower_bound)]
+    weighted = next((e for e in report.estimates if e.ess is not None), None)
+    diag = weighted.diagnostics if weighted is not None else {}
+    share = diag.get("max_weight_share")
+    overlap = OverlapEvidence(ess=float(weighted.ess or 0.0) if weighted else 0.0,
+                              max_weight_share=float(share) if isinstance(share, int | float) else 1.0)
+    outside = diag.get("support_share_outside")
+    support = None if not isinstance(outside, int | float) else SupportEvidence(
+        threshold=report.settings.support_threshold, share_in_support=1.0 - float(outside))
+    expl = None if explanation is None else ExplanationEvidence(
+        completeness_passed=explanation.completeness.passed, sanity_passed=explanation.sanity.passed,
+        sanity_spearman=explanation.sanity.full_randomisation_spearman)
+    return GateEvidence(
+        split=",".join(report.settings.eval_splits), level=report.settings.level, paired=paired,
+        overlap=overlap, support=support, explanation=expl,
+        subgroups=[SubgroupEvidence(attribute=g.attribute, level=g.level, n_patients=g.n_patients,
+                                    difference=g.difference, lower_bound=g.lower_bound) for g in subgroups])

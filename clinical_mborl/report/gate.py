@@ -15,7 +15,7 @@ Check details never contain patient counts (subgroup sizes are published, suppre
 >>> ev = GateEvidence(split="test", level=0.95,
 ...     paired=[PairedEstimate(estimator="wdr", difference=0.1, ci_low=0.02, ci_high=0.2, lower_bound=0.03)],
 ...     overlap=OverlapEvidence(ess=120.0, max_weight_share=0.05),
-...     support=SupportEvidence(threshold=0.05, share_in_support=0.97))
+...     support=SupportEvidence(threshold=0.01, share_in_support=0.97))
 >>> evaluate_gate(ev, cfg).status
 'pass'
 """
@@ -43,7 +43,7 @@ class GateConfig(StrictModel):
     primary_estimators: tuple[str, ...] = Field(("wdr", "fqe"), min_length=1, description="Estimators that must agree and clear the margin (WDR safe default, FQE ranks best: Tang & Wiens 2021).")
     ess_floor: float = Field(50.0, ge=0, description="Minimum Kish ESS = (sum w)^2 / sum w^2 of the patient weights.")
     max_weight_share: float = Field(0.2, gt=0, le=1, description="Maximum share of the total weight held by a single patient.")
-    support_threshold: float = Field(0.05, gt=0, lt=1, description="A recommended step is in clinician support when pi_b(a|s) >= this.")
+    support_threshold: float = Field(0.01, gt=0, lt=1, description="A recommended step is in clinician support when pi_b(a|s) >= this.")
     min_support_share: float = Field(0.9, ge=0, le=1, description="Minimum share of recommended steps in clinician support.")
     margin: float = Field(0.0, description="The lower bound of (policy - clinician) must exceed this (reward units).")
     subgroup_attributes: tuple[str, ...] = Field(("sex", "age_band", "severity"), description="Attributes whose every level is checked.")
@@ -94,7 +94,7 @@ class GateEvidence(StrictModel):
     level: float
     paired: list[PairedEstimate]
     overlap: OverlapEvidence
-    support: SupportEvidence
+    support: SupportEvidence | None = Field(description="None where no support measure exists (fails the check).")
     subgroups: list[SubgroupEvidence] = []
     explanation: ExplanationEvidence | None = None
 
@@ -146,6 +146,15 @@ def _ok(flag: bool) -> CheckStatus:
 
 def _basic_checks(ev: GateEvidence, cfg: GateConfig) -> list[GateCheck]:
     o, s = ev.overlap, ev.support
+    if s is None:
+        support = GateCheck(name="support", status="fail", threshold=cfg.min_support_share,
+                            detail="no support evidence (share of recommended steps in clinician support)")
+    else:
+        support = GateCheck(
+            name="support", status=_ok(s.threshold >= cfg.support_threshold and s.share_in_support >= cfg.min_support_share),
+            observed=round(s.share_in_support, 4), threshold=cfg.min_support_share,
+            detail=f"share of recommended steps with clinician probability >= {s.threshold} "
+                   f"(pre-registered threshold {cfg.support_threshold})")
     return [
         GateCheck(name="held-out split", status=_ok(ev.split == cfg.heldout_split), observed=ev.split,
                   threshold=cfg.heldout_split, detail="evidence must come from the pre-registered held-out split"),
@@ -156,10 +165,7 @@ def _basic_checks(ev: GateEvidence, cfg: GateConfig) -> list[GateCheck]:
         GateCheck(name="max weight share", status=_ok(o.max_weight_share <= cfg.max_weight_share),
                   observed=round(o.max_weight_share, 4), threshold=cfg.max_weight_share,
                   detail="largest single-patient share of the total weight <= maximum"),
-        GateCheck(name="support", status=_ok(s.threshold >= cfg.support_threshold and s.share_in_support >= cfg.min_support_share),
-                  observed=round(s.share_in_support, 4), threshold=cfg.min_support_share,
-                  detail=f"share of recommended steps with clinician probability >= {s.threshold} "
-                         f"(pre-registered threshold {cfg.support_threshold})"),
+        support,
     ]
 
 

@@ -17,7 +17,11 @@ from typing import Any
 from clinical_mborl.core.errors import InputError, RefusedError
 from clinical_mborl.core.io import sha256_file
 from clinical_mborl.report.audit_log import append_entry, read_entries, verify_log
-from clinical_mborl.report.fingerprint import diff_fingerprints, fingerprint_cohort, fingerprint_policy
+from clinical_mborl.report.fingerprint import (
+    diff_fingerprints,
+    fingerprint_cohort,
+    fingerprint_policy,
+)
 from clinical_mborl.report.model import AuditReport
 from clinical_mborl.report.render import AUDIT_LOG, REPORT_JSON
 

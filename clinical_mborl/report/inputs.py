@@ -111,13 +111,16 @@ class DoseInput(StrictModel):
 
 
 class OPEEstimate(StrictModel):
-    """One entry of ope.json (CONTRACTS.md section 5)."""
+    """One entry of ope.json (CONTRACTS.md section 5); undefined numbers are None.
+
+    `collect.ope_inputs(OPEReport)` converts the OPE stage's report into these.
+    """
 
     estimator: str
     target: Literal["policy", "clinician", "paired_difference"] = "policy"
-    value: float
-    ci_low: float
-    ci_high: float
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
     level: float = 0.95
     method: str = "patient bootstrap"
     n_patients: int = Field(ge=0)

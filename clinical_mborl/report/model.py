@@ -151,9 +151,9 @@ class AgreementSection(StrictModel):
 class ReportedEstimate(StrictModel):
     estimator: str
     target: str
-    value: float
-    ci_low: float
-    ci_high: float
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
     level: float
     method: str
     n_patients: Count

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from clinical_mborl.report.inputs import SensitivityRow
 from clinical_mborl.report.model import (
@@ -85,11 +86,9 @@ def dose_figure(rows: Sequence[DoseLevelRow]) -> Figure:
                     ax.text(xi + off, 1.0, cell_text(cell), ha="center", va="bottom", fontsize=7, rotation=90)
                 else:
                     ax.bar(xi + off, pct, width=0.4, color=color)
-        ax.bar([], [], color=CLIN, label="clinician")
-        ax.bar([], [], color=POL, label="policy")
         ax.set_xticks(x, [f"L{r.level}" for r in sub])
         ax.set(ylabel="% of steps", title=f"{dim} ({sub[0].unit})")
-        ax.legend(fontsize=8)
+        ax.legend(handles=[Patch(color=CLIN, label="clinician"), Patch(color=POL, label="policy")], fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -110,14 +109,15 @@ def _interval_panel(ax: Axes, labels: Sequence[str], values: Sequence[float], lo
 
 def forest_figure(estimates: Sequence[ReportedEstimate], margin: float | None) -> Figure:
     """Point estimates with intervals; paired differences in their own panel with the margin."""
-    groups = [("policy / clinician value", [e for e in estimates if e.target != "paired_difference"], None),
-              ("paired difference (policy - clinician)", [e for e in estimates if e.target == "paired_difference"], margin)]
+    defined = [e for e in estimates if None not in (e.value, e.ci_low, e.ci_high)]
+    groups = [("policy / clinician value", [e for e in defined if e.target != "paired_difference"], None),
+              ("paired difference (policy - clinician)", [e for e in defined if e.target == "paired_difference"], margin)]
     groups = [g for g in groups if g[1]]
     fig = Figure(figsize=(8.0, 1.2 + 0.45 * sum(len(g[1]) for g in groups) + 0.6 * len(groups)))
     axes = np.atleast_1d(fig.subplots(len(groups) or 1, 1))
     for ax, (title, rows, m) in zip(axes, groups, strict=False):
-        _interval_panel(ax, [f"{e.estimator} ({e.target})" for e in rows], [e.value for e in rows],
-                        [e.ci_low for e in rows], [e.ci_high for e in rows],
+        _interval_panel(ax, [f"{e.estimator} ({e.target})" for e in rows], [float(e.value or 0) for e in rows],
+                        [float(e.ci_low or 0) for e in rows], [float(e.ci_high or 0) for e in rows],
                         [f"n={cell_text(e.n_patients)}  ESS={e.ess:.1f}" if e.ess is not None else f"n={cell_text(e.n_patients)}"
                          for e in rows], m, title)
     fig.tight_layout()

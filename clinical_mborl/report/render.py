@@ -23,14 +23,16 @@ from clinical_mborl.core.io import atomic_write_text, sha256_bytes, sha256_json
 from clinical_mborl.report import plots
 from clinical_mborl.report.audit_log import append_entry
 from clinical_mborl.report.model import AuditReport
-from clinical_mborl.report.suppress import Cell
+from clinical_mborl.report.suppress import COMPLEMENT, SUPPRESSED, Cell
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 AUDIT_LOG = "audit_log.jsonl"
 TEMPLATE = "report.html.j2"
 _DATA_URI = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+")
+_SHA256 = re.compile(r"\b[0-9a-f]{64}\b")
 _TOKEN = re.compile(r"[A-Za-z0-9_.:\-]+")
+_INTEGER = re.compile(r"(?<![\d.])\d+(?!\d|\.\d)")
 MIN_SUBSTRING_ID = 5
 
 
@@ -48,10 +50,15 @@ def _cell(value: Cell | None) -> Markup:
 
 
 def _num(value: Any, digits: int = 3) -> str:
+    """Floats to `digits` significant digits (thousands separated above 1,000); lists joined."""
     if value is None:
         return "—"
+    if isinstance(value, list | tuple):
+        return ", ".join(_num(v, digits) for v in value) or "—"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
+    if isinstance(value, float) and abs(value) >= 1000:
+        return f"{value:,.0f}"
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
@@ -61,8 +68,10 @@ def _pct(value: float | None) -> str:
 
 def _kv(value: Any) -> Markup:
     """Free-form metric values: counts (ints) in count spans, the rest as numbers or text."""
-    if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value in ("<11", "*")):
+    if isinstance(value, int) and not isinstance(value, bool):
         return _cell(value)
+    if isinstance(value, str) and value in (SUPPRESSED, COMPLEMENT):
+        return _cell(value)  # type: ignore[arg-type]
     return escape(_num(value))
 
 
@@ -104,16 +113,23 @@ def render_html(report: AuditReport, figures: bool = True) -> str:
 
 
 def identifier_hits(text: str, identifiers: Iterable[str]) -> int:
-    """How many of `identifiers` occur in `text` (figures excluded). Never returns the ids themselves.
+    """How many of `identifiers` occur in `text`. Never returns the ids themselves.
 
-    Ids of at least 5 characters are matched anywhere; shorter ones only as whole tokens.
+    Figures and sha256 digests are skipped. Numeric ids match whole integers only (not digits
+    inside a decimal number); other ids of at least 5 characters match anywhere, shorter ones as
+    whole tokens.
     """
-    plain = _DATA_URI.sub("", text)
+    plain = _SHA256.sub(" ", _DATA_URI.sub(" ", text))
     tokens = set(_TOKEN.findall(plain))
+    integers = set(_INTEGER.findall(plain))
     hits = 0
     for ident in {str(i) for i in identifiers if i is not None and str(i)}:
-        if (ident in plain) if len(ident) >= MIN_SUBSTRING_ID else (ident in tokens):
-            hits += 1
+        if ident.isdigit():
+            hits += ident in integers
+        elif len(ident) >= MIN_SUBSTRING_ID:
+            hits += ident in plain
+        else:
+            hits += ident in tokens
     return hits
 
 

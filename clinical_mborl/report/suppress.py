@@ -21,13 +21,13 @@ rejects any unsuppressed 1-10 at construction.
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Mapping, Sequence
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import numpy as np
 from pydantic import AfterValidator, Field
 
-SUPPRESSED = "<11"
-COMPLEMENT = "*"
+SUPPRESSED: Final = "<11"
+COMPLEMENT: Final = "*"
 MIN_SHOWN = 11
 
 K = TypeVar("K", bound=Hashable)

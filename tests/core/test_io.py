@@ -39,3 +39,15 @@ def test_violation_messages_name_table_column_and_rows_only():
     err = ValidationFailed([v])
     assert "treatments.amount" in str(err) and "negative_dose" in str(err) and "rows 4, 9, 12" in str(err)
     assert err.exit_code == 2 and err.reasons == {"negative_dose"}
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    atomic_write_json(tmp_path / "r.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    with atomic_directory(tmp_path / "d") as d:
+        (d / "x").write_text("1")
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~umask

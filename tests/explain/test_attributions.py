@@ -2,8 +2,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from clinical_mborl.explain.attributions import gradient_shap, grouped_attributions, integrated_gradients
-from clinical_mborl.explain.contrast import action_contrast, feature_groups, group_mask, scalar_contrast
+from clinical_mborl.explain.attributions import (
+    gradient_shap,
+    grouped_attributions,
+    integrated_gradients,
+)
+from clinical_mborl.explain.contrast import (
+    action_contrast,
+    feature_groups,
+    group_mask,
+    scalar_contrast,
+)
 
 
 def _linear(d: int = 4) -> nn.Linear:

@@ -2,7 +2,12 @@ import pytest
 import torch
 
 from clinical_mborl.core.errors import InputError
-from clinical_mborl.explain.contrast import action_contrast, feature_groups, group_mask, scalar_contrast
+from clinical_mborl.explain.contrast import (
+    action_contrast,
+    feature_groups,
+    group_mask,
+    scalar_contrast,
+)
 
 
 def test_feature_groups_pair_measurement_with_its_missing_indicator():

@@ -6,7 +6,12 @@ import torch
 from clinical_mborl.cohort.manifest import StateFeatureInfo
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.explain.contrast import action_contrast
-from clinical_mborl.explain.explanation import ExplainConfig, explain_policy, load_explanation, save_explanation
+from clinical_mborl.explain.explanation import (
+    ExplainConfig,
+    explain_policy,
+    load_explanation,
+    save_explanation,
+)
 
 from .nets import trained_q_net
 

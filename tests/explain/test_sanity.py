@@ -3,7 +3,11 @@ import torch
 from torch import nn
 
 from clinical_mborl.explain.contrast import action_contrast, scalar_contrast
-from clinical_mborl.explain.sanity import parameter_layers, parameter_randomisation_check, rank_correlation
+from clinical_mborl.explain.sanity import (
+    parameter_layers,
+    parameter_randomisation_check,
+    rank_correlation,
+)
 
 from .nets import FixedFunction
 

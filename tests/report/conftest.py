@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from .factory import report_inputs, sentinel_cohort, toy_explanation, with_flow, write_cohort, write_policy
+from .factory import (
+    report_inputs,
+    sentinel_cohort,
+    toy_explanation,
+    with_flow,
+    write_cohort,
+    write_policy,
+)
 
 
 @pytest.fixture(scope="session")

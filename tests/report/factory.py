@@ -13,8 +13,8 @@ from clinical_mborl.cohort.toy import make_toy_transitions
 from clinical_mborl.cohort.transitions import TransitionSet
 from clinical_mborl.core.artifacts import save_artifact
 from clinical_mborl.core.io import atomic_write_text, sha256_file
-from clinical_mborl.explain.explanation import ExplainConfig, ExplanationSummary, explain_policy
 from clinical_mborl.explain.contrast import action_contrast
+from clinical_mborl.explain.explanation import ExplainConfig, ExplanationSummary, explain_policy
 from clinical_mborl.report.collect import (
     characteristics_from_transitions,
     dose_input,
@@ -173,3 +173,26 @@ def manifest_with_counts(manifest: CohortManifest, counts: dict[str, tuple[int, 
     """A manifest with arbitrary split counts (patients, stays, transitions, deaths) and flow."""
     sc = {s: SplitCounts(patients=p, stays=st, transitions=t, deaths=d) for s, (p, st, t, d) in counts.items()}
     return with_flow(manifest.model_copy(update={"counts": sc}), removed)
+
+
+def ope_report():
+    """A hand-made `ope.json` (OPE stage contract): WDR defined, FQE's paired difference undefined."""
+    from clinical_mborl.ope import results as r
+
+    def est(name, value, ess=None, diag=None):
+        return r.OPEEstimate(estimator=name, value=value, ci_low=value - 0.1, ci_high=value + 0.1, level=0.95,
+                             method="bca", lower_bound=value - 0.08, n_patients=120, n_episodes=120, n_resamples=2000,
+                             ess=ess, diagnostics=diag or {})
+
+    weights = {"ess": 80.0, "max_weight_share": 0.04, "support_share_outside": 0.02, "n_episodes": 120}
+    return r.OPEReport(
+        policy="p", gamma=0.99, return_bounds=(-1.0, 1.0), n_patients=120, n_episodes=120, settings=r.OPEConfig(),
+        clinician=est("clinician", 0.5), estimates=[est("wdr", 0.6, 80.0, weights), est("fqe", 0.62)],
+        differences=[r.PairedDifference(estimator=n, value=v, ci_low=None if v is None else v - 0.05,
+                                        ci_high=None if v is None else v + 0.05, level=0.95, method="bca",
+                                        lower_bound=None if v is None else v - 0.04, n_patients=120,
+                                        n_resamples=2000, n_undefined_resamples=0)
+                     for n, v in (("wdr", 0.1), ("fqe", None))],
+        high_confidence=r.HighConfidenceBound(lower_bound=0.3, confidence=0.95, threshold_c=5.0, n_patients_bound=114,
+                                              n_patients_selection=6, truncated_share=0.01),
+    )

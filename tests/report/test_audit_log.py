@@ -3,7 +3,13 @@ import json
 import pytest
 
 from clinical_mborl.core.errors import InputError
-from clinical_mborl.report.audit_log import GENESIS, append_entry, entry_hash, read_entries, verify_log
+from clinical_mborl.report.audit_log import (
+    GENESIS,
+    append_entry,
+    entry_hash,
+    read_entries,
+    verify_log,
+)
 
 
 @pytest.fixture()

@@ -115,20 +115,32 @@ def small_cohorts(draw):
     n_test = counts["test"][0]
     f = draw(st.integers(0, n_test))
     sizes = {"sex": {"F": f, "M": n_test - f}, "severity": {"low": draw(small_or_zero), "high": draw(small_or_zero)}}
-    return counts, removed, sizes, [draw(small_or_zero) for _ in range(4)], draw(small_or_zero)
+    n_steps = draw(st.integers(0, 30))
+
+    def split_into(levels):
+        cuts = sorted(draw(st.lists(st.integers(0, n_steps), min_size=levels - 1, max_size=levels - 1)))
+        return [b - a for a, b in zip([0, *cuts], [*cuts, n_steps], strict=True)]
+
+    doses = {"n_steps": n_steps, "clinician": [split_into(3), split_into(3)], "policy": [split_into(3), split_into(3)],
+             "exact": draw(st.integers(0, n_steps)), "within": draw(st.integers(0, n_steps))}
+    return counts, removed, sizes, [draw(small_or_zero) for _ in range(4)], draw(small_or_zero), doses
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(small_cohorts())
 def test_no_small_count_survives_in_json_or_html(workspace, case):
     _, _, _, inputs = workspace
-    counts, removed, sizes, bins, n_clipped = case
+    counts, removed, sizes, bins, n_clipped, doses = case
     manifest = manifest_with_counts(inputs.cohort, counts, removed)
     cal = inputs.calibration.model_copy(update={"bins": [b.model_copy(update={"n": n}) for b, n in zip(inputs.calibration.bins, bins, strict=True)],
                                                 "metrics": {"n": sum(bins), "brier": 0.2}})
     ope = [e.model_copy(update={"n_patients": counts["test"][0], "diagnostics": {"n_clipped": n_clipped}}) for e in inputs.ope]
+    dims = [d.model_copy(update={"clinician_counts": c, "policy_counts": p})
+            for d, c, p in zip(inputs.doses.dimensions, doses["clinician"], doses["policy"], strict=True)]
+    dose_in = inputs.doses.model_copy(update={"dimensions": dims, "n_steps": doses["n_steps"],
+                                              "n_exact_agreement": doses["exact"], "n_within_one_level": doses["within"]})
     inp = inputs.model_copy(update={"cohort": manifest, "calibration": cal, "ope": ope, "subgroups": subgroups(sizes),
-                                    "doses": None})
+                                    "doses": dose_in})
     report = build_audit_report(inp)
     data = json.loads(report.model_dump_json())
     assert small(count_values(data)) == []
@@ -146,6 +158,11 @@ def test_no_small_count_survives_in_json_or_html(workspace, case):
     for row in report.splits:
         if row.mortality_pct is not None:
             assert isinstance(row.deaths, int) and isinstance(row.stays, int)
+    for d in report.doses:
+        if d.clinician_pct is not None:
+            assert isinstance(d.clinician, int) and isinstance(report.agreement.n_steps, int)
+    if report.agreement.exact_pct is not None:  # shown agreement: its complement is not small
+        assert not 1 <= doses["n_steps"] - doses["exact"] <= 10
 
 
 def test_sections_in_order(workspace):

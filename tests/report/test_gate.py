@@ -54,6 +54,7 @@ FAILURES = {
     "ESS floor": dict(overlap=OverlapEvidence(ess=49.9, max_weight_share=0.05)),
     "max weight share": dict(overlap=OverlapEvidence(ess=120, max_weight_share=0.25)),
     "support": dict(support=SupportEvidence(threshold=0.05, share_in_support=0.89)),
+    "support ": dict(support=None),
     "margin (wdr)": dict(paired=_paired(wdr=(0.10, 0.0, 0.20, -0.001))),
     "subgroup sex=x": dict(subgroups=[s if (s.attribute, s.level) != ("sex", "x") else
                                       s.model_copy(update={"lower_bound": -0.01}) for s in _subgroups()]),
@@ -68,8 +69,8 @@ def test_each_check_fails_the_gate_alone(check):
     d = evaluate_gate(_evidence(**FAILURES[check]), CFG)
     assert not d.passed and d.status == "fail"
     failed = [c.name for c in d.checks if c.status == "fail"]
-    assert failed == [check]
-    assert any(r.startswith(check) for r in d.reasons)
+    assert failed == [check.strip()]
+    assert any(r.startswith(check.strip()) for r in d.reasons)
 
 
 def test_support_evidence_at_a_looser_threshold_fails():

@@ -8,7 +8,7 @@ from clinical_mborl.core.errors import RefusedError
 from clinical_mborl.report.audit_log import read_entries
 from clinical_mborl.report.build import build_audit_report
 from clinical_mborl.report.gate import GateConfig, evaluate_gate
-from clinical_mborl.report.guard import record_export, recommend_guard
+from clinical_mborl.report.guard import recommend_guard, record_export
 from clinical_mborl.report.render import write_report
 
 from .factory import evidence, ope_entries, subgroups

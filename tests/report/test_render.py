@@ -96,6 +96,11 @@ def test_identifier_hits_matches_whole_short_tokens_only():
     assert identifier_hits("value 123", ["12"]) == 0
     assert identifier_hits("xxSTAY12345yy", ["STAY12345"]) == 1
     assert identifier_hits('<img src="data:image/png;base64,STAY12345AAAA">', ["STAY12345"]) == 0
+    # numeric ids: whole integers only, never digits inside a decimal number or a digest
+    assert identifier_hits('{"n": 30000123}', ["30000123"]) == 1
+    assert identifier_hits("stay 30000123.", ["30000123"]) == 1
+    assert identifier_hits('{"ece": 0.130000123}', ["30000123"]) == 0
+    assert identifier_hits("sha " + "a30000123" + "0" * 55, ["30000123"]) == 0
 
 
 @pytest.mark.browser

@@ -11,9 +11,9 @@ from clinical_mborl.report.suppress import (
     Count,
     flow_relations,
     percent,
+    sum_relation,
     suppress_counts,
     suppress_free_ints,
-    sum_relation,
 )
 
 
