@@ -69,25 +69,26 @@ class Clinician:
         n = weight_recorded.shape[0]
         self.cfg = cfg
         self.weight = np.where(np.isnan(weight_recorded), 80.0, weight_recorded)
-        self.every = rng.choice(np.asarray(cfg.review_every_h), size=n, p=cfg.review_probs)
-        self.phase = rng.integers(0, 4, n)
-        self.target = rng.uniform(*cfg.map_target, n).round()
-        self.bolus_ml = rng.choice(np.asarray(cfg.bolus_ml), size=n, p=cfg.bolus_probs)
-        self.before = rng.choice(np.asarray(cfg.boluses_before_pressor), size=n, p=cfg.boluses_before_pressor_probs)
-        self.start_dose = rng.choice(np.asarray(cfg.pressor_start), size=n)
-        self.step = rng.uniform(*cfg.pressor_step, n)
-        self.ceiling = rng.choice(np.asarray(cfg.pressor_max), size=n, p=cfg.pressor_max_probs)
-        self.act_p = rng.uniform(*cfg.act_probability, n)
-        self.aware = rng.random(n) < cfg.overload_aware_share
-        self.lactate_driven = rng.random(n) < cfg.lactate_driven_share
-        self.oliguria_driven = rng.random(n) < cfg.oliguria_driven_share
-        self.colloid_share = np.where(rng.random(n) < cfg.colloid_user_share, rng.uniform(0.2, 0.6, n), 0.0)
-        agent = rng.choice(3, size=n, p=cfg.primary_agent_probs)
-        self.ug_min = (rng.random(n) < cfg.ug_min_share) & ~np.isnan(weight_recorded) & (agent == 0)
-        add_on = rng.choice(3, size=n, p=cfg.second_agent_probs)
+        self.every = np.asarray(rng.choice(np.asarray(cfg.review_every_h), size=n, p=cfg.review_probs))
+        self.phase: np.ndarray = np.asarray(rng.integers(0, 4, size=n))
+        self.target: np.ndarray = np.round(rng.uniform(cfg.map_target[0], cfg.map_target[1], size=n))
+        self.bolus_ml = np.asarray(rng.choice(np.asarray(cfg.bolus_ml), size=n, p=cfg.bolus_probs))
+        self.before = np.asarray(rng.choice(np.asarray(cfg.boluses_before_pressor), size=n,
+                                            p=cfg.boluses_before_pressor_probs))
+        self.start_dose = np.asarray(rng.choice(np.asarray(cfg.pressor_start), size=n))
+        self.step: np.ndarray = np.asarray(rng.uniform(cfg.pressor_step[0], cfg.pressor_step[1], size=n))
+        self.ceiling = np.asarray(rng.choice(np.asarray(cfg.pressor_max), size=n, p=cfg.pressor_max_probs))
+        self.act_p: np.ndarray = np.asarray(rng.uniform(cfg.act_probability[0], cfg.act_probability[1], size=n))
+        self.aware: np.ndarray = np.asarray(rng.random(size=n) < cfg.overload_aware_share)
+        self.lactate_driven: np.ndarray = np.asarray(rng.random(size=n) < cfg.lactate_driven_share)
+        self.oliguria_driven: np.ndarray = np.asarray(rng.random(size=n) < cfg.oliguria_driven_share)
+        self.colloid_share: np.ndarray = np.where(rng.random(size=n) < cfg.colloid_user_share, rng.uniform(0.2, 0.6, size=n), 0.0)
+        agent = np.asarray(rng.choice(3, size=n, p=cfg.primary_agent_probs))
+        self.ug_min: np.ndarray = np.asarray((rng.random(size=n) < cfg.ug_min_share) & ~np.isnan(weight_recorded) & (agent == 0))
+        add_on = np.asarray(rng.choice(3, size=n, p=cfg.second_agent_probs))
         self.add_on_dose = np.where(add_on == 1, rng.choice([0.03, 0.04], size=n), rng.choice([0.02, 0.05, 0.1], size=n))
         self.orders = Orders(
-            maintenance_ml_h=rng.choice(np.asarray(cfg.maintenance_ml_h), size=n),
+            maintenance_ml_h=np.asarray(rng.choice(np.asarray(cfg.maintenance_ml_h), size=n)),
             primary_agent=agent,
             primary_ne=np.zeros(n),
             add_on=add_on,
@@ -128,7 +129,7 @@ class Clinician:
         self.boluses[idx] += give
         # Vasopressor: late start, low dose, slow titration (weakness 2); ceiling may exceed 0.5.
         dose = o.primary_ne[idx]
-        start = (dose <= 0) & hypo & ((self.boluses[idx] > self.before[idx]) | blocked) & (u[2] < self.act_p[idx])
+        start = (dose <= 0) & hypo & ((self.boluses[idx] >= self.before[idx]) | blocked) & (u[2] < self.act_p[idx])
         up = (dose > 0) & hypo & (u[2] < self.act_p[idx])
         down = (dose > 0) & (map_obs > target + 8)
         new = np.where(start, np.maximum(self.start_dose[idx], np.where(o.primary_agent[idx] > 0, 0.05, 0.0)), dose)

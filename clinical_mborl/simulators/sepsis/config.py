@@ -82,20 +82,20 @@ class PhysiologyConfig(StrictModel):
     )
     hypoperfusion_threshold: float = Field(0.85, description="H = max(0, 1 - P / threshold).")
     vasoconstriction_penalty: float = Field(
-        0.6, description="P / (1 + c (SVR - 1.1)+): vasoconstriction beyond need lowers splanchnic flow.")
+        1.0, description="P / (1 + c (SVR - 1.1)+): vasoconstriction beyond need lowers splanchnic flow.")
     lactate_clearance: float = Field(0.3, description="k_cl per h; dL = prod - k_cl L (hepatic).")
     lactate_production: tuple[float, float, float] = Field(
         (0.3, 0.15, 3.0), description="prod = a + b S + c H (mmol/L/h), plus beta-agonist and ischaemia terms."
     )
     epinephrine_lactate: float = Field(1.5, description="Extra lactate production per ug/kg/min epinephrine.")
     kidney_injury: tuple[float, float, float] = Field(
-        (0.05, 0.006, 0.004),
+        (0.05, 0.008, 0.004),
         description="dK = -(a H + b (FO% - 5)+ + c S) + recovery: hypoperfusion, congestion, inflammation.",
     )
     kidney_recovery: float = Field(0.01, description="Per h recovery toward baseline when perfused.")
     creatinine_tau_h: float = Field(16.0, description="Cr relaxes to Cr_base/K with this time constant.")
     organ_injury: tuple[float, float, float, float] = Field(
-        (0.1, 0.006, 0.012, 0.25),
+        (0.1, 0.012, 0.012, 0.25),
         description="dD = vul (a H + b (FO% - 8)+ + c S) + d ischaemia - recovery.",
     )
     organ_recovery: float = Field(0.03, description="Per h recovery of D when perfused.")
@@ -104,7 +104,7 @@ class PhysiologyConfig(StrictModel):
     arrhythmia_threshold: float = Field(0.1, description="Adrenergic load (NE-eq) above which risk rises.")
     arrhythmia_slope: float = Field(0.04, description="+ slope * (adrenergic dose - threshold)+^1.5 per h.")
     arrhythmia_hours: float = Field(6.0, description="Mean duration; C x 0.7, HR + 30 while it lasts.")
-    lung_overload: float = Field(0.06, description="Lung index += a (FO% - 3)+: oedema lowers PaO2.")
+    lung_overload: float = Field(0.08, description="Lung index += a (FO% - 3)+: oedema lowers PaO2.")
     lung_inflammation: float = Field(0.35, description="Lung index += susceptibility * b * S.")
     noise_map: float = Field(0.04, description="OU noise (relative sd) on MAP, autocorrelation 0.7 per h.")
     noise_inflammation: float = Field(0.04, description="Log-S random walk sd per h.")
@@ -116,6 +116,7 @@ class OutcomeConfig(StrictModel):
     hazard_intercept: float = Field(-8.9, description="log h/h = b0 + b_sofa SOFA + ... (Cox-like).")
     hazard_sofa: float = Field(0.36, description="Per SOFA point (continuous SOFA from true values).")
     hazard_hypotension: float = Field(0.09, description="Per mmHg of MAP below 65 (Maheshwari 2018).")
+    hazard_profound: float = Field(0.15, description="Extra per mmHg of MAP below 55 (refractory shock).")
     hazard_lactate: float = Field(0.35, description="Per unit log(lactate / 2)+.")
     hazard_age: float = Field(0.025, description="Per year of age above 65.")
     hazard_comorbidity: float = Field(0.8, description="Per unit comorbidity index (0..1).")
@@ -164,19 +165,19 @@ class ClinicianConfig(StrictModel):
     """Usual care: a protocol with per-stay style (see clinician.py for its documented weaknesses)."""
 
     review_every_h: tuple[int, ...] = Field((1, 2, 3, 4), description="Reassessment interval choices.")
-    review_probs: tuple[float, ...] = Field((0.2, 0.3, 0.3, 0.2))
+    review_probs: tuple[float, ...] = Field((0.3, 0.35, 0.2, 0.15))
     map_target: tuple[float, float] = Field((60.0, 70.0), description="MAP target ~ U(lo, hi).")
     bolus_ml: tuple[float, ...] = Field((250.0, 500.0, 1000.0))
-    bolus_probs: tuple[float, ...] = Field((0.2, 0.6, 0.2))
+    bolus_probs: tuple[float, ...] = Field((0.1, 0.55, 0.35))
     boluses_before_pressor: tuple[int, ...] = Field(
         (1, 2, 3, 4, 5), description="Weakness: vasopressors only after this many boluses (late start)."
     )
-    boluses_before_pressor_probs: tuple[float, ...] = Field((0.05, 0.2, 0.3, 0.25, 0.2))
+    boluses_before_pressor_probs: tuple[float, ...] = Field((0.15, 0.3, 0.3, 0.15, 0.1))
     pressor_start: tuple[float, ...] = Field((0.02, 0.04, 0.06, 0.1), description="Start dose, ug/kg/min.")
     pressor_step: tuple[float, float] = Field((1.2, 1.6), description="Titration factor per review ~ U.")
     pressor_max: tuple[float, ...] = Field((0.3, 0.5, 0.8, 1.2), description="Ceiling (> 0.5 is toxic).")
     pressor_max_probs: tuple[float, ...] = Field((0.3, 0.35, 0.25, 0.1))
-    act_probability: tuple[float, float] = Field((0.5, 0.9), description="P(act on an indication) ~ U.")
+    act_probability: tuple[float, float] = Field((0.6, 0.95), description="P(act on an indication) ~ U.")
     overload_aware_share: float = Field(0.35, description="Stop fluid when SpO2 < 92 or > 50 mL/kg given.")
     lactate_driven_share: float = Field(0.6, description="Bolus for lactate > 4 even at target MAP.")
     oliguria_driven_share: float = Field(0.5, description="Bolus for urine < 0.5 mL/kg/h.")

@@ -25,7 +25,12 @@ import numpy as np
 import polars as pl
 
 from clinical_mborl import __version__
-from clinical_mborl.cohort.features import apply_fill, compute_states, fill_values_from_manifest, state_names
+from clinical_mborl.cohort.features import (
+    apply_fill,
+    compute_states,
+    fill_values_from_manifest,
+    state_names,
+)
 from clinical_mborl.cohort.manifest import CohortManifest
 from clinical_mborl.cohort.spec import CohortSpec
 from clinical_mborl.core.errors import InputError
@@ -103,11 +108,11 @@ def _check_time(spec: CohortSpec) -> tuple[int, int, int]:
 
 
 def _policy_doses(policy: Any, sim: SepsisSimulator, idx: np.ndarray, states: np.ndarray, manifest: CohortManifest,
-                  rng: np.random.Generator, step_h: int) -> np.ndarray:
+                  rng: np.random.Generator) -> np.ndarray:
     """Doses [len(idx), dims] in the spec's dimension order and units."""
     space = manifest.action_space
     if isinstance(policy, Oracle):
-        desired = policy.doses(sim, idx, step_h)
+        desired = policy.doses(sim, idx)
         f, v, f_eq, v_eq = _dose_roles(manifest.spec)
         ordered = np.zeros((idx.size, 2))
         ordered[:, f], ordered[:, v] = desired[:, 0] * f_eq, desired[:, 1] * v_eq
@@ -157,14 +162,17 @@ def run_closed_loop(
             progress(k, n_steps)
         if not control or idx.size == 0:
             continue
-        stays, measurements = snapshot(sim, idx, ids)
-        decisions = stays.select("stay_id", (pl.col("admit_time") + pl.duration(hours=hour)).alias("decision_time"))
-        raw = compute_states(spec, stays, measurements, decisions)
-        x = apply_fill(spec, raw.select(names), fills).to_numpy().astype(np.float64)
-        doses = _policy_doses(policy, sim, idx, x, manifest, rng, step_h)
+        stay_id = pl.Series("stay_id", ids, dtype=pl.String).gather(idx)
+        x = np.zeros((idx.size, len(names)))
+        if not isinstance(policy, Oracle):  # the oracle reads the latent state, not the chart
+            stays, measurements = snapshot(sim, idx, ids)
+            decisions = stays.select("stay_id", (pl.col("admit_time") + pl.duration(hours=hour)).alias("decision_time"))
+            raw = compute_states(spec, stays, measurements, decisions)
+            x = apply_fill(spec, raw.select(names), fills).to_numpy().astype(np.float64)
+            state_parts.append(raw.with_columns(pl.lit(k, dtype=pl.Int64).alias("step")))
+        doses = _policy_doses(policy, sim, idx, x, manifest, rng)
         sim.hold(idx, doses[:, f] / f_eq / step_h, doses[:, v] / v_eq)
-        state_parts.append(raw.with_columns(pl.lit(k, dtype=pl.Int64).alias("step")))
-        dose_parts.append(pl.DataFrame({"stay_id": stays["stay_id"], "step": np.full(idx.size, k, np.int64),
+        dose_parts.append(pl.DataFrame({"stay_id": stay_id, "step": np.full(idx.size, k, np.int64),
                                         **{n: doses[:, j] for j, n in enumerate(dose_names)}}))
     sim.run_until(start_h + n_steps * step_h)
     sim.release(np.flatnonzero(sim.active))
@@ -193,7 +201,9 @@ def wilson_interval(k: int, n: int) -> tuple[float, float, float]:
     denom = 1.0 + Z95**2 / n
     centre = (p + Z95**2 / (2 * n)) / denom
     half = Z95 * np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
-    return p, float(centre - half), float(centre + half)
+    lo = 0.0 if k == 0 else max(0.0, float(centre - half))
+    hi = 1.0 if k == n else min(1.0, float(centre + half))
+    return p, lo, hi
 
 
 def evaluate_in_closed_loop(

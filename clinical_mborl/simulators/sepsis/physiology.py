@@ -222,6 +222,7 @@ def death_hazard(obs: Observables, state: PhysState, p: Patients, cfg: OutcomeCo
     """Per-hour death probability: 1 - exp(-exp(linear predictor))."""
     lp = (cfg.hazard_intercept + cfg.hazard_sofa * organ_score(obs)
           + cfg.hazard_hypotension * np.clip(65.0 - obs.map, 0.0, None)
+          + cfg.hazard_profound * np.clip(55.0 - obs.map, 0.0, None)
           + cfg.hazard_lactate * np.clip(np.log(obs.lactate / 2.0), 0.0, None)
           + cfg.hazard_age * np.clip(p.age - 65.0, 0.0, None)
           + cfg.hazard_comorbidity * p.comorbidity
@@ -233,7 +234,7 @@ def death_hazard(obs: Observables, state: PhysState, p: Patients, cfg: OutcomeCo
 def step(
     state: PhysState, p: Patients, doses: HourDoses, cfg: PhysiologyConfig, noise: np.ndarray
 ) -> tuple[PhysState, Observables]:
-    """Advance one hour under `doses`; `noise` is [4, n] standard normals/uniforms drawn by the caller.
+    """Advance one hour under `doses`; `noise` is [4, n]: two rows U(0,1) then two rows N(0,1).
 
     Returns the new state and the mid-hour observables (used for the hazard of this hour).
     """

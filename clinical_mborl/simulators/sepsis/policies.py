@@ -43,8 +43,8 @@ class Oracle:
     action_kind: Literal["discrete", "continuous"] = "continuous"
     feature_names: tuple[str, ...] = ()
 
-    def doses(self, sim: SepsisSimulator, idx: np.ndarray, step_hours: float) -> np.ndarray:
-        """Desired doses [len(idx), 2] for the stays `idx` over the next step."""
+    def doses(self, sim: SepsisSimulator, idx: np.ndarray) -> np.ndarray:
+        """Desired doses [len(idx), 2] (fluid mL over the next step, norepinephrine) for the stays `idx`."""
         p, s, phys = sim.patients.subset(idx), sim.state.subset(idx), sim.cfg.physiology
         n = idx.size
         bv = phys.blood_volume_ml_per_kg * p.weight_kg

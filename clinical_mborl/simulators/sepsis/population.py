@@ -97,7 +97,7 @@ def draw_patients(
         [0.58 + 0.2 * u, 0.8 + 0.15 * u],
         0.9 + 0.15 * u,
     )
-    cardiac = np.where(phenotype == 2, rng.uniform(0.55, 0.8, n), np.clip(rng.normal(1.0, 0.08, n), 0.75, 1.2))
+    cardiac = np.where(phenotype == 2, rng.uniform(0.62, 0.85, n), np.clip(rng.normal(1.0, 0.08, n), 0.75, 1.2))
     starling_k = np.asarray(phys.starling_k)[phenotype] * np.exp(rng.normal(0.0, 0.08, n))
     leak_depth = np.asarray(phys.leak_depth)[phenotype] * np.exp(rng.normal(0.0, 0.15, n))
     vasoplegia = np.clip(np.asarray(phys.vasoplegia)[phenotype] * np.exp(rng.normal(0.0, 0.2, n)), 0.05, 0.7)

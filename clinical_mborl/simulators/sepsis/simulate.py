@@ -58,6 +58,13 @@ def _check(n_patients: int, seed: int) -> None:
         raise InputError(f"simulate: seed must be a non-negative integer, got {seed!r}; pass e.g. --seed 0.")
 
 
+def _parquet_writer(frame: pl.DataFrame) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
+        frame.write_parquet(tmp, compression="zstd", statistics=True)
+
+    return write
+
+
 def run_simulation(
     n_patients: int, seed: int, config: SepsisConfig | None = None,
     progress: Callable[[int], None] | None = None,
@@ -102,8 +109,7 @@ def simulate_sepsis(
     files: dict[str, str] = {}
     for name in TABLE_FILES:
         path = out / f"{name}.parquet"
-        frame: pl.DataFrame = tables[name]
-        atomic_write_with(path, lambda tmp, f=frame: f.write_parquet(tmp, compression="zstd", statistics=True))
+        atomic_write_with(path, _parquet_writer(tables[name]))
         files[path.name] = sha256_file(path)
     stays = tables["stays"]
     summary = SimulationSummary(

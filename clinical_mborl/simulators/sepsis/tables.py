@@ -20,7 +20,8 @@ import polars as pl
 from clinical_mborl.ehr.tables import MEASUREMENTS, STAYS, TREATMENTS
 from clinical_mborl.simulators.sepsis.charting import UNITS, VARIABLES
 from clinical_mborl.simulators.sepsis.engine import SepsisSimulator
-from clinical_mborl.simulators.sepsis.treatments import RATE_UNITS, TREATMENTS as TREATMENT_NAMES
+from clinical_mborl.simulators.sepsis.treatments import RATE_UNITS
+from clinical_mborl.simulators.sepsis.treatments import TREATMENTS as TREATMENT_NAMES
 
 US_PER_MIN = 60_000_000
 SPREAD_DAYS = 3 * 365

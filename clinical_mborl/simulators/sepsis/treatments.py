@@ -51,7 +51,7 @@ class TreatmentLog:
         """Change the charted rate of `channel` for `idx` at `minute` (0 stops it)."""
         if idx.size == 0:
             return
-        rate = np.round(rate, 3 if channel != "crystalloid" else 0)
+        rate = np.round(rate, 3)
         unit_now = self.unit[channel][idx] if unit is None else np.broadcast_to(np.asarray(unit, np.int8), idx.shape)
         old = self.rate[channel][idx]
         changed = (old != rate) | (self.unit[channel][idx] != unit_now)
