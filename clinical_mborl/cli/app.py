@@ -42,6 +42,7 @@ def _register() -> None:
     __import__("clinical_mborl.cli.report_cmd", fromlist=["register"]).register(app)
     __import__("clinical_mborl.cli.score_cmd", fromlist=["register"]).register(app)
     __import__("clinical_mborl.cli.demo_cmd", fromlist=["register"]).register(app)
+    __import__("clinical_mborl.cli.study_cmd", fromlist=["register"]).register(app)
     __import__("clinical_mborl.cli.recommend_cmd", fromlist=["register"]).register(app)
 
 

@@ -21,6 +21,7 @@ Rows not used are counted by reason; a unit the spec cannot convert is an `Input
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from clinical_mborl.cohort.spec import CohortSpec
@@ -53,30 +54,31 @@ def treatment_conversions(spec: CohortSpec) -> pl.DataFrame:
 
 
 def spec_treatment_rows(spec: CohortSpec, treatments: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
-    """Rows of spec treatments with `row_nr`, `dup`, the value/unit each dimension uses and its
-    conversion (`factor` null: unconvertible; `kind` null: no usable dose for the dimension)."""
-    names = [t for a in spec.actions for t in a.treatments]
-    dim_of = {t: i for i, a in enumerate(spec.actions) for t in a.treatments}
-    sums = {t: spec.actions[d].aggregation == "amount_sum" for t, d in dim_of.items()}
-    is_sum = pl.col("treatment").replace_strict(sums, return_dtype=pl.Boolean)
-    kind = (
-        pl.when(is_sum & pl.col("amount").is_not_null()).then(pl.lit("amount"))
-        .when(pl.col("rate").is_not_null()).then(pl.lit("rate"))
+    """Rows of spec treatments with `row_nr`, `dup` (exact repeat of an earlier row), the dose
+    value/unit each dimension uses and its conversion (`factor` null: unconvertible unit;
+    `kind` null: no usable dose for the dimension). Any row order."""
+    dims = pl.DataFrame(
+        [{"treatment": t, "dim": i, "is_sum": a.aggregation == "amount_sum"}
+         for i, a in enumerate(spec.actions) for t in a.treatments],
+        schema={"treatment": pl.String, "dim": pl.Int32, "is_sum": pl.Boolean},
     )
+    col = pl.col
+    kind = pl.when(col("is_sum") & col("amount").is_not_null()).then(pl.lit("amount")) \
+        .when(col("rate").is_not_null()).then(pl.lit("rate"))
     frame = (
         treatments.lazy()
         .with_row_index("row_nr")
+        .filter(col("treatment").is_in(dims["treatment"].implode()))
         .with_columns((~pl.struct(TREATMENT_COLUMNS).is_first_distinct()).alias("dup"))
-        .filter(pl.col("treatment").is_in(names))
+        .join(dims.lazy(), on="treatment", how="left")
         .with_columns(kind.alias("kind"))
         .with_columns(
-            pl.when(pl.col("kind") == "amount").then(pl.col("amount")).otherwise(pl.col("rate")).alias("x"),
-            pl.when(pl.col("kind") == "amount").then(pl.col("amount_unit")).otherwise(pl.col("rate_unit")).alias("unit"),
+            pl.when(col("kind") == "amount").then(col("amount")).otherwise(col("rate")).alias("x"),
+            pl.when(col("kind") == "amount").then(col("amount_unit")).otherwise(col("rate_unit")).alias("unit"),
         )
-        .join(treatment_conversions(spec).lazy(), on=["treatment", "kind", "unit"], how="left")
-        .with_columns(pl.col("treatment").replace_strict(dim_of, return_dtype=pl.Int32).alias("dim"))
+        .join(treatment_conversions(spec).drop("dim").lazy(), on=["treatment", "kind", "unit"], how="left")
         .select(
-            pl.col("row_nr").cast(pl.Int64), "stay_id", "dim", "kind", "x", "equiv", "factor", "offset", "per_kg",
+            col("row_nr").cast(pl.Int64), "stay_id", "dim", "kind", "x", "equiv", "factor", "offset", "per_kg",
             "dup", datetime_us("start_time").alias("s"), datetime_us("end_time").alias("e"),
         )
         .collect()
@@ -114,7 +116,7 @@ def inside_window() -> pl.Expr:
     an interval overlapping it by more than zero."""
     bolus = pl.col("s") == pl.col("e")
     return pl.when(bolus).then(
-        (pl.col("s") > pl.col("t0_us")) & (pl.col("s") <= pl.col("stay_end_us"))
+        (pl.col("s") >= pl.col("t0_us")) & (pl.col("s") < pl.col("stay_end_us"))
     ).otherwise((pl.col("e") > pl.col("t0_us")) & (pl.col("s") < pl.col("stay_end_us")))
 
 
@@ -124,16 +126,20 @@ def step_ranges(rows: pl.DataFrame, step: int) -> pl.DataFrame:
     A bolus (`s == e`) touches the step holding `s` (overlap 0); an interval touches every step
     it overlaps by more than zero. Rows outside `[t0, stay_end)` touch none (and are dropped).
     """
-    bolus = pl.col("s") == pl.col("e")
-    first = (pl.max_horizontal("s", "t0_us") - pl.col("t0_us")) // step
-    last = pl.when(bolus).then(first).otherwise(
-        (pl.min_horizontal("e", "stay_end_us") - 1 - pl.col("t0_us")) // step
-    )
-    out = rows.filter(inside_window()).with_columns(pl.int_ranges(first, last + 1).alias("k")).explode("k")
-    start = pl.col("t0_us") + pl.col("k") * step
+    col = pl.col
+    rows = rows.filter(inside_window())
+    first = ((pl.max_horizontal("s", "t0_us") - col("t0_us")) // step).alias("first")
+    last = pl.when(col("s") == col("e")).then(first).otherwise(
+        (pl.min_horizontal("e", "stay_end_us") - 1 - col("t0_us")) // step).alias("last")
+    bounds = rows.select(first, last)
+    n = (bounds["last"] - bounds["first"] + 1).to_numpy()
+    idx = np.repeat(np.arange(rows.height), n)
+    k = bounds["first"].to_numpy()[idx] + (np.arange(idx.size) - np.repeat(np.cumsum(n) - n, n))
+    out = rows[idx].with_columns(pl.Series("k", k, dtype=pl.Int64))
+    start = col("t0_us") + col("k") * step
     end = pl.min_horizontal(start + step, "stay_end_us", "e")
     return out.with_columns(
-        pl.when(bolus).then(0).otherwise(end - pl.max_horizontal("s", start)).alias("overlap_us")
+        pl.when(col("s") == col("e")).then(0).otherwise(end - pl.max_horizontal("s", start)).alias("overlap_us")
     )
 
 
@@ -142,53 +148,56 @@ def step_doses(spec: CohortSpec, rows: pl.DataFrame, windows: pl.DataFrame) -> p
 
     `rows`: usable rows of `spec_treatment_rows` joined to their stay (`stay_idx`, `t0_us`,
     `stay_end_us`, `weight` filled). `windows`: the included stays (`stay_idx`, `n_steps`).
-    Returns `stay_idx`, `step` and one column per dimension, zero when nothing was given.
+    Returns `stay_idx`, `step` (0..T-1 per stay, in order) and one column per dimension, zero
+    when nothing was given. Sums accumulate in input-row order (deterministic).
     """
     step = hours_to_us(spec.time.step_hours)
-    joined = rows
-    value = (pl.col("x") * pl.col("factor") + pl.col("offset")) * pl.col("equiv")
-    value = pl.when(pl.col("per_kg")).then(value / pl.col("weight")).otherwise(value)
-    exploded = step_ranges(joined.with_columns(value.alias("v")), step)
-    duration = pl.col("e") - pl.col("s")
-    is_sum = pl.col("dim").is_in([i for i, a in enumerate(spec.actions) if a.aggregation == "amount_sum"])
+    col = pl.col
+    value = (col("x") * col("factor") + col("offset")) * col("equiv")
+    value = pl.when(col("per_kg")).then(value / col("weight")).otherwise(value)
+    # input-row order: sums accumulate in a fixed order, so the output is byte-for-byte stable
+    exploded = step_ranges(rows.sort("row_nr").with_columns(value.alias("v")), step)
+    duration = col("e") - col("s")
+    n_dims = len(spec.actions)
+    is_sum = np.array([a.aggregation == "amount_sum" for a in spec.actions])
     contribution = (
-        pl.when(~is_sum).then(pl.col("v"))
-        .when(pl.col("kind") == "rate").then(pl.col("v") * pl.col("overlap_us") / US_PER_HOUR)
-        .when(duration == 0).then(pl.col("v"))
-        .otherwise(pl.col("v") * pl.col("overlap_us") / duration)
+        pl.when(~pl.lit(pl.Series(is_sum)).gather(col("dim"))).then(col("v"))
+        .when(col("kind") == "rate").then(col("v") * col("overlap_us") / US_PER_HOUR)
+        .when(duration == 0).then(col("v"))
+        .otherwise(col("v") * col("overlap_us") / duration)
     )
-    per_step = (
-        exploded.with_columns(contribution.alias("c"))
-        .sort("stay_idx", "dim", "k", "row_nr")
-        .group_by("stay_idx", "k", "dim", maintain_order=True)
-        .agg(pl.when(is_sum.first()).then(pl.col("c").sum()).otherwise(pl.col("c").max()).alias("dose"),
-             pl.col("row_nr").min().alias("row_nr"))
-    )
-    _check_max_dose(spec, per_step)
-    grid = windows.filter(pl.col("n_steps") > 0).select(
-        "stay_idx", pl.int_ranges(0, pl.col("n_steps")).alias("step")
-    ).explode("step")
-    out = grid.with_columns(pl.col("step").cast(pl.Int64))
-    for dim, a in enumerate(spec.actions):
-        col = per_step.filter(pl.col("dim") == dim).select(
-            "stay_idx", pl.col("k").cast(pl.Int64).alias("step"), pl.col("dose").alias(a.name)
-        )
-        out = out.join(col, on=["stay_idx", "step"], how="left", maintain_order="left")
-    return out.with_columns(pl.col(a.name).fill_null(0.0) for a in spec.actions).sort("stay_idx", "step")
+    grid = windows.filter(pl.col("n_steps") > 0).sort("stay_idx")
+    n_steps = grid["n_steps"].to_numpy()
+    offset = np.zeros(int(windows["stay_idx"].cast(pl.Int64).to_numpy().max(initial=0)) + 1, dtype=np.int64)
+    offset[grid["stay_idx"].to_numpy()] = np.cumsum(n_steps) - n_steps
+    parts = exploded.select("stay_idx", "k", "dim", contribution.alias("c"), "row_nr")
+    dim = parts["dim"].to_numpy().astype(np.int64)
+    cell = (offset[parts["stay_idx"].to_numpy()] + parts["k"].to_numpy()) * n_dims + dim
+    c = parts["c"].to_numpy()
+    n_cells = int(n_steps.sum()) * n_dims
+    doses = np.bincount(cell[is_sum[dim]], weights=c[is_sum[dim]], minlength=n_cells).astype(np.float64)
+    peak = np.zeros(n_cells)
+    np.maximum.at(peak, cell[~is_sum[dim]], c[~is_sum[dim]])
+    doses = np.where(np.tile(is_sum, n_cells // max(n_dims, 1)), doses, peak).reshape(-1, n_dims)
+    _check_max_dose(spec, doses, cell, parts["row_nr"].to_numpy())
+    out = grid.select("stay_idx", pl.int_ranges(0, col("n_steps"), dtype=pl.Int64).alias("step")).explode("step")
+    return out.with_columns(pl.Series(a.name, doses[:, j]) for j, a in enumerate(spec.actions))
 
 
-def _check_max_dose(spec: CohortSpec, per_step: pl.DataFrame) -> None:
+def _check_max_dose(spec: CohortSpec, doses: np.ndarray, cell: np.ndarray, row_nr: np.ndarray) -> None:
+    """Refuse steps whose dose exceeds the dimension's `max_dose` (rows named, values never)."""
     violations = []
+    n_dims = len(spec.actions)
     for dim, a in enumerate(spec.actions):
         if a.max_dose is None:
             continue
-        over = per_step.filter((pl.col("dim") == dim) & (pl.col("dose") > a.max_dose))
-        if over.height:
-            rows = tuple(int(r) for r in over["row_nr"].sort().head(EXAMPLE_ROWS))
+        over = np.flatnonzero(doses[:, dim] > a.max_dose)
+        if over.size:
+            rows = np.unique(row_nr[np.isin(cell, over * n_dims + dim)])[:EXAMPLE_ROWS]
             violations.append(Violation(
                 "dose_above_max", "treatments", "amount" if a.aggregation == "amount_sum" else "rate",
-                over.height, rows,
-                hint=f"{over.height} step(s) of action dimension {a.name} exceed max_dose "
+                int(over.size), tuple(int(r) for r in rows),
+                hint=f"{over.size} step(s) of action dimension {a.name} exceed max_dose "
                 f"{a.max_dose:g} {a.unit}; check the units of these rows or raise max_dose",
             ))
     if violations:

@@ -118,8 +118,9 @@ def build_transitions(
     )
     n_measurements = int(inputs.measurements.select(pl.len()).collect().item())
     tick()
-    usable = pl.col("stay_idx").is_not_null() & ~pl.col("dup") & pl.col("in_time") & pl.col("in_range")
-    has_feature = rows.filter(usable).select("stay_idx", "feat").unique()
+    required = [i for i, f in enumerate(spec.features) if f.name in spec.criteria.require_features]
+    usable = pl.col("stay_idx").is_not_null() & pl.col("in_time") & pl.col("in_range")
+    has_feature = rows.filter(usable & pl.col("feat").is_in(required)).select("stay_idx", "feat").unique()
     windows, flow = apply_criteria(spec, windows, has_feature)
     included = windows.filter(pl.col("excluded_by").is_null())
     if included.height == 0:
@@ -129,11 +130,13 @@ def build_transitions(
         )
     included = _with_splits(spec, included)
     tick()
-    excluded_ids = windows.filter(pl.col("excluded_by").is_not_null())["stay_idx"].cast(pl.Int64)
-    dropped, kept = count_dropped(spec, rows, n_measurements, excluded_ids)
+    excluded = windows["excluded_by"].is_not_null().to_numpy()  # windows are in stay_idx order
+    dropped, usable_rows = count_dropped(spec, rows, n_measurements, excluded)
+    chart = features.ChartIndex.build(usable_rows, windows["lb_us"].to_numpy(), len(spec.features))
+    dropped.append(("measurements", "exact_duplicate", chart.n_duplicates))
 
     decisions = grid_decisions(grid, included)
-    values = features.window_values(spec, kept, decisions)
+    values = features.window_values(spec, chart, decisions)
     statics = features.static_values(spec, windows, decisions["stay_idx"])
     raw_states = features.assemble_states(spec, values, statics)
     tick()

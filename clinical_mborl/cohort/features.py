@@ -33,6 +33,7 @@ state from what it charted so far with exactly the code that `cohort build` uses
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -73,76 +74,134 @@ def state_names(spec: CohortSpec) -> list[str]:
     return measurement_names(spec) + [s.name for s in spec.static_features] + indicator_names(spec)
 
 
-def window_values(spec: CohortSpec, kept: pl.DataFrame, decisions: pl.DataFrame) -> np.ndarray:
+@dataclass(frozen=True)
+class ChartIndex:
+    """The usable measurement rows, sorted by (stay, feature, time, value) and searchable.
+
+    Rows are encoded as one int64 key `grp * span + t` with `grp = stay_idx * F + feat` and `t`
+    the time since the stay's lookback start (or, when that would overflow, the rank of the
+    time among all distinct times), so "the last value before d" is one `np.searchsorted`.
+    Exact duplicates (same stay, time, variable, unit, value) are dropped and counted here.
+    """
+
+    keys: np.ndarray
+    values: np.ndarray  # one more than keys: a trailing 0.0 sentinel
+    span: int
+    lb: np.ndarray  # lookback start per stay_idx (us)
+    distinct_times: np.ndarray | None  # set when keys use time ranks
+    n_feat: int
+    n_duplicates: int
+
+    @classmethod
+    def build(cls, rows: pl.DataFrame, lb: np.ndarray, n_feat: int) -> ChartIndex:
+        """`rows`: usable rows with `stay_idx`, `feat`, `conv_id`, `time_us`, `value` (any order)."""
+        lb = np.asarray(lb, dtype=np.int64)
+        grp = pl.col("stay_idx").cast(pl.Int64) * n_feat + pl.col("feat")
+        rel = pl.col("time_us") - pl.lit(pl.Series(lb)).gather(pl.col("stay_idx"))
+        rows = rows.select(grp.alias("grp"), rel.alias("rel"), "time_us", "value", "conv_id")
+        n_grp = max(1, int(lb.size) * n_feat)
+        span = int(rows["rel"].to_numpy().max(initial=0)) + 2
+        distinct = None
+        if n_grp * span >= 2**62:  # a very long time range: encode time by its rank instead
+            distinct = np.unique(rows["time_us"].to_numpy())
+            rows = rows.with_columns(pl.Series("rel", np.searchsorted(distinct, rows["time_us"].to_numpy())))
+            span = distinct.size + 2
+        key = rows.select(pl.col("grp") * span + pl.col("rel"))[:, 0].to_numpy()
+        order = np.argsort(key, kind="stable")  # fast on extracts already grouped by stay
+        key, values = key[order], rows["value"].to_numpy()[order]
+        tie = key[1:] == key[:-1]  # same stay, feature and time: order by value, then unit
+        dup = np.zeros(key.size, dtype=bool)
+        if tie.any():
+            member = np.zeros(key.size, dtype=bool)
+            member[1:] |= tie
+            member[:-1] |= tie
+            sub = np.flatnonzero(member)
+            conv = rows["conv_id"].to_numpy()[order[sub]]
+            perm = np.lexsort((conv, values[sub], key[sub]))
+            values[sub], conv = values[sub][perm], conv[perm]
+            same = (key[sub][1:] == key[sub][:-1]) & (values[sub][1:] == values[sub][:-1]) & (conv[1:] == conv[:-1])
+            dup[sub[1:][same]] = True
+        keep = np.append(~dup, True)  # values keep one trailing sentinel for `np.ufunc.reduceat`
+        return cls(key[~dup], np.append(values, 0.0)[keep], span, lb, distinct, n_feat, int(dup.sum()))
+
+    def time_at(self, position: np.ndarray) -> np.ndarray:
+        """Chart time (us) of the rows at `position`."""
+        rel = self.keys[position] % self.span
+        if self.distinct_times is not None:
+            return self.distinct_times[rel]
+        stay = self.keys[position] // self.span // self.n_feat
+        return self.lb[stay] + rel
+
+    def query(self, stay_idx: np.ndarray, feat: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Per query: the number of rows of (stay, feat) charted strictly before `t`, as a global
+        position: rows `[first of group, result)` are before `t`."""
+        if self.distinct_times is None:
+            rel = np.clip(t - self.lb[stay_idx], 0, self.span - 1)
+        else:
+            rel = np.searchsorted(self.distinct_times, t, side="left")
+        keys = (stay_idx * self.n_feat + feat) * self.span + rel
+        return np.searchsorted(self.keys, keys, side="left")
+
+    def group_of(self, position: np.ndarray) -> np.ndarray:
+        return self.keys[position] // self.span
+
+
+def window_values(spec: CohortSpec, chart: ChartIndex, decisions: pl.DataFrame) -> np.ndarray:
     """The (unfilled) measurement features at each decision: float64 [n_decisions, F], NaN = missing.
 
-    `kept`: usable rows (`stay_idx`, `feat`, `time_us`, `value`) sorted by stay, feature, time.
     `decisions`: `stay_idx`, `decision_us`, one row per decision (the output's row order).
     """
     n_feat, n_dec = len(spec.features), decisions.height
-    out = np.full(n_dec * n_feat, np.nan)
-    if n_dec == 0 or kept.height == 0:
-        return out.reshape(n_dec, n_feat)
+    out = np.full((n_dec, n_feat), np.nan)
+    if n_dec == 0 or chart.keys.size == 0:
+        return out
     step = hours_to_us(spec.time.step_hours)
-    carry = pl.Series([hours_to_us(f.max_carry_hours) for f in spec.features], dtype=pl.Int64)
-    agg = pl.Series([AGGREGATIONS.index(f.aggregation) for f in spec.features], dtype=pl.Int32)
-    rows = kept.select(
-        (pl.col("stay_idx") * n_feat + pl.col("feat")).cast(pl.Int64).alias("grp"),
-        "time_us",
-    ).with_row_index("idx")
-    feats = pl.DataFrame({"feat": np.arange(n_feat, dtype=np.int32)})
-    queries = (
-        decisions.select(pl.col("stay_idx").cast(pl.Int64), DECISION)
-        .with_row_index("qid")
-        .join(feats, how="cross")
-        .with_columns((pl.col("stay_idx") * n_feat + pl.col("feat")).alias("grp"))
-        .sort("grp", DECISION)
-    )
-    # Last valid value strictly before the decision time.
-    last = queries.join_asof(
-        rows.rename({"time_us": "tau", "idx": "i_last"}), left_on=DECISION, right_on="tau",
-        by="grp", strategy="backward", allow_exact_matches=False, check_sortedness=False,
-    ).filter(pl.col("tau").is_not_null())
-    age = pl.col(DECISION) - pl.col("tau")
-    last = last.with_columns(((age - 1) // step).alias("j")).filter(
-        (pl.col("j") == 0) | (age <= pl.lit(carry).gather(pl.col("feat")))
-    ).with_columns(
-        (pl.col(DECISION) - pl.col("j") * step - step).alias("lo"),
-        pl.lit(agg).gather(pl.col("feat")).alias("agg"),
-    )
-    values = kept["value"]
-    latest = last.filter(pl.col("agg") == 0)
-    parts = [latest.select("qid", "feat", values.gather(latest["i_last"]).alias("v"))]
-    ranged = last.filter(pl.col("agg") > 0)
-    if ranged.height:
-        parts.append(_range_aggregates(ranged, rows, values, step))
-    result = pl.concat(parts)
-    flat = (result["qid"].cast(pl.Int64) * n_feat + result["feat"].cast(pl.Int64)).to_numpy()
-    out[flat] = result["v"].to_numpy()
-    return out.reshape(n_dec, n_feat)
+    carry = np.array([hours_to_us(f.max_carry_hours) for f in spec.features], dtype=np.int64)
+    stay, d, target = _queries(decisions["stay_idx"].cast(pl.Int64).to_numpy(),
+                               decisions[DECISION].to_numpy().astype(np.int64), n_feat)
+    feat = target % n_feat
+    i_last = chart.query(stay, feat, d) - 1  # the last valid value strictly before d
+    found = i_last >= 0
+    found[found] = chart.group_of(i_last[found]) == stay[found] * n_feat + feat[found]
+    age = np.where(found, d - chart.time_at(np.maximum(i_last, 0)), 0)
+    j = (age - 1) // step  # its window [d - (j+1) step, d - j step), counted back from d
+    found &= (j == 0) | (age <= carry[feat])
+    q = np.flatnonzero(found)
+    lo = d[q] - (j[q] + 1) * step
+    first, end = chart.query(stay[q], feat[q], lo), i_last[q] + 1
+    kinds = np.array([AGGREGATIONS.index(f.aggregation) for f in spec.features])[feat[q]]
+    result = np.empty(q.size)
+    for kind, name in enumerate(AGGREGATIONS):
+        sel = np.flatnonzero(kinds == kind)
+        if not sel.size:
+            continue
+        sel = sel[np.argsort(first[sel], kind="stable")]  # ordered ranges keep reduceat linear
+        s, e = first[sel], end[sel]
+        if name == "last":
+            result[sel] = chart.values[e - 1]
+        elif name == "count":
+            result[sel] = (e - s).astype(np.float64)
+        else:
+            ufunc = {"mean": np.add, "sum": np.add, "min": np.minimum, "max": np.maximum}[name]
+            reduced = ufunc.reduceat(chart.values, np.stack([s, e], axis=1).ravel())[::2]  # e < len
+            result[sel] = reduced / (e - s) if name == "mean" else reduced
+    out.reshape(-1)[target[q]] = result
+    return out
 
 
-def _range_aggregates(ranged: pl.DataFrame, rows: pl.DataFrame, values: pl.Series, step: int) -> pl.DataFrame:
-    """Aggregate the rows of each window [lo, tau] (row range [i_first, i_last]) by its kind."""
-    ranged = ranged.sort("grp", "lo").join_asof(
-        rows.rename({"time_us": "t_first", "idx": "i_first"}), left_on="lo", right_on="t_first",
-        by="grp", strategy="forward", check_sortedness=False,
-    )
-    windows = ranged.select("i_first", "i_last", "agg").unique()
-    exploded = windows.with_columns(
-        pl.int_ranges(pl.col("i_first"), pl.col("i_last") + 1).alias("i")
-    ).explode("i")
-    exploded = exploded.with_columns(values.gather(exploded["i"]).alias("x"))
-    x, kind = pl.col("x"), pl.col("agg").first()
-    aggregated = exploded.group_by("i_first", "i_last").agg(
-        pl.when(kind == 1).then(x.mean())
-        .when(kind == 2).then(x.min())
-        .when(kind == 3).then(x.max())
-        .when(kind == 4).then(x.sum())
-        .otherwise(x.len().cast(pl.Float64))
-        .alias("v")
-    )
-    return ranged.join(aggregated, on=["i_first", "i_last"], how="left").select("qid", "feat", "v")
+def _queries(stay: np.ndarray, d: np.ndarray, n_feat: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One query per (decision, feature), ordered by (stay, feature, time) so that the chart
+    lookups are sorted searches. Returns stay, time and the flat output index `row * F + feat`."""
+    order = np.lexsort((d, stay))
+    stay_s = stay[order]
+    starts = np.flatnonzero(np.r_[True, stay_s[1:] != stay_s[:-1]])
+    sizes = np.diff(np.r_[starts, stay_s.size])
+    per_block = sizes * n_feat
+    block = np.repeat(np.arange(starts.size), per_block)
+    within = np.arange(int(per_block.sum())) - np.repeat(np.cumsum(per_block) - per_block, per_block)
+    feat, local = within // sizes[block], within % sizes[block]
+    row = order[starts[block] + local]
+    return stay[row], d[row], row * n_feat + feat
 
 
 def static_values(spec: CohortSpec, stays: pl.DataFrame, stay_idx: pl.Series) -> pl.DataFrame:
@@ -222,8 +281,9 @@ def compute_states(
     times = decision_times.select(datetime_us("decision_time").alias(DECISION))[DECISION]
     decisions = pl.DataFrame({"stay_idx": stay_idx.cast(pl.Int64), DECISION: times})
     rows = scan_spec_measurements(spec, measurements, anchors, streaming=False)
-    kept = rows.filter(pl.col("stay_idx").is_not_null() & ~pl.col("dup") & pl.col("in_time") & pl.col("in_range"))
-    values = window_values(spec, kept, decisions)
+    usable = rows.filter(pl.col("stay_idx").is_not_null() & pl.col("in_time") & pl.col("in_range"))
+    chart = ChartIndex.build(usable, anchors["lb_us"].to_numpy(), len(spec.features))
+    values = window_values(spec, chart, decisions)
     states = assemble_states(spec, values, static_values(spec, anchors, decisions["stay_idx"]))
     if fill_values is not None:
         states = apply_fill(spec, states, fill_values)

@@ -1,11 +1,12 @@
-"""Measurement rows the spec reads: unit conversion, valid ranges and exact duplicates.
+"""Measurement rows the spec reads: unit conversion and valid ranges, in one streaming pass.
 
 One lazy (streaming-capable) pass over the `measurements` table keeps the rows of the spec's
-variables, joins each to its unit conversion and to its stay, and converts the value. The result
-is sorted by (stay, feature, time, value) and flagged: exact duplicate, inside the stay's usable
-time, inside the feature's valid range. Callers decide what to drop and count (`build`) or
-simply keep the usable rows (`compute_states`). A unit the spec cannot convert is an `InputError`
-naming table, column, reason code and example rows, never a value.
+variables, maps each to its stay, feature and unit conversion (small lookup tables, no string
+joins), converts the value and flags whether it lies in the stay's usable time and in the
+feature's valid range. Callers decide what to drop and count (`build`) or simply keep the usable
+rows (`compute_states`); exact duplicates are found later, when the usable rows are sorted
+(`features.ChartIndex`). A unit the spec cannot convert is an `InputError` naming table,
+column, reason code and example rows, never a value.
 
 >>> spec_rows = measurement_conversions(_example_spec())
 >>> spec_rows.filter(pl.col("unit") == "mg/dL").select("variable", "factor").row(0)
@@ -14,6 +15,7 @@ naming table, column, reason code and example rows, never a value.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from clinical_mborl.cohort.spec import CohortSpec
@@ -22,7 +24,6 @@ from clinical_mborl.core.errors import ValidationFailed, Violation
 
 UNCONVERTIBLE_UNIT = "unconvertible_unit"
 EXAMPLE_ROWS = 5
-SORT_KEYS = ["stay_idx", "feat", "time_us", "value", "conv_id"]
 
 
 def measurement_conversions(spec: CohortSpec) -> pl.DataFrame:
@@ -52,78 +53,60 @@ def scan_spec_measurements(
     *,
     streaming: bool = True,
 ) -> pl.DataFrame:
-    """Rows of the spec's variables with stay, feature, converted value and flags, sorted.
+    """Rows of the spec's variables with stay, feature, converted value and flags (any order).
 
     `anchors` has `stay_id`, `stay_idx`, `lb_us` and optionally `stay_end_us` (the build passes
     it; a simulator building states of running stays does not). Columns of the result:
     `row_nr` (0-based row of the input table), `stay_idx` (null: stay not in `anchors`), `feat`,
-    `conv_id`, `time_us`, `value` (converted), `dup` (exact repeat of an earlier row),
-    `in_time` (charted in [lookback start, stay end)), `in_range` (inside the valid range).
+    `conv_id`, `time_us`, `value` (converted), `in_time` (charted in [lookback start, stay
+    end)), `in_range` (inside the feature's valid range).
 
     >>> import datetime as dt
     >>> spec = _example_spec()
     >>> m = pl.DataFrame({"stay_id": ["a", "a"], "time": [dt.datetime(2020, 1, 1)] * 2,
-    ...                   "variable": ["lactate"] * 2, "value": [18.0, 18.0], "unit": ["mg/dL"] * 2})
+    ...                   "variable": ["lactate"] * 2, "value": [18.0, 40.0], "unit": ["mg/dL", "mmol/L"]})
     >>> a = pl.DataFrame({"stay_id": ["a"], "stay_idx": [0], "lb_us": [0]})
-    >>> scan_spec_measurements(spec, m, a).select("value", "dup").rows()
-    [(1.998, False), (1.998, True)]
+    >>> scan_spec_measurements(spec, m, a).sort("value").select("value", "in_range").rows()
+    [(1.998, True), (40.0, False)]
     """
-    lazy = measurements.lazy()
-    conv = measurement_conversions(spec)
-    variables = spec_variables(spec)
-    keep_anchor = [c for c in ("stay_id", "stay_idx", "lb_us", "stay_end_us") if c in anchors.columns]
+    col = pl.col
+    keep = [c for c in ("stay_id", "stay_idx", "lb_us", "stay_end_us") if c in anchors.columns]
+    end = col("stay_end_us") if "stay_end_us" in keep else pl.lit(np.iinfo(np.int64).max)
+    rows = measurements.lazy().filter(col("variable").is_in(spec_variables(spec)))
     query = (
-        lazy.with_row_index("row_nr")
-        .filter(pl.col("variable").is_in(variables))
-        .join(conv.lazy(), on=["variable", "unit"], how="left")
-        .join(anchors.lazy().select(keep_anchor), on="stay_id", how="left")
+        rows.join(measurement_conversions(spec).lazy(), on=["variable", "unit"], how="left")
+        .join(anchors.lazy().select(keep), on="stay_id", how="left")
         .select(
-            pl.col("row_nr").cast(pl.Int64),
-            pl.col("variable").replace_strict(variables, list(range(len(variables))),
-                                              return_dtype=pl.Int32).alias("var_idx"),
-            pl.col("stay_idx").cast(pl.Int64),
+            col("stay_idx").cast(pl.Int64),
             "feat",
             "conv_id",
             datetime_us("time").alias("time_us"),
-            "value",
-            "factor",
-            "offset",
-            "lo",
-            "hi",
-            *[c for c in ("lb_us", "stay_end_us") if c in keep_anchor],
+            (col("value") * col("factor") + col("offset")).alias("value"),
+            ((datetime_us("time") >= col("lb_us")) & (datetime_us("time") < end)).fill_null(False).alias("in_time"),
+            (col("value") * col("factor") + col("offset")).is_between(col("lo"), col("hi"))
+            .fill_null(False).alias("in_range"),
         )
     )
     frame = query.collect(engine="streaming" if streaming else "auto")
-    _raise_unconvertible(spec, frame)
-    converted = pl.col("value") * pl.col("factor") + pl.col("offset")
-    end_ok = pl.col("time_us") < pl.col("stay_end_us") if "stay_end_us" in frame.columns else pl.lit(True)
-    frame = frame.with_columns(converted.alias("value")).sort(SORT_KEYS, nulls_last=True)
-    same_as_prev = pl.all_horizontal(
-        (pl.col(c) == pl.col(c).shift(1)).fill_null(False) for c in ("stay_idx", "feat", "time_us", "conv_id")
-    ) & (pl.col("value") == pl.col("value").shift(1)).fill_null(False)
-    return frame.select(
-        "row_nr", "stay_idx", "feat", "conv_id", "time_us", "value",
-        same_as_prev.alias("dup"),
-        ((pl.col("time_us") >= pl.col("lb_us")) & end_ok).fill_null(False).alias("in_time"),
-        pl.col("value").is_between(pl.col("lo"), pl.col("hi")).fill_null(False).alias("in_range"),
-    )
+    if frame["conv_id"].null_count():
+        _raise_unconvertible(spec, measurements)
+    return frame
 
 
-def _raise_unconvertible(spec: CohortSpec, frame: pl.DataFrame) -> None:
+def _raise_unconvertible(spec: CohortSpec, measurements: pl.LazyFrame | pl.DataFrame) -> None:
     """Rows whose (variable, unit) has no conversion: one violation per variable, rows only."""
-    bad = frame.filter(pl.col("conv_id").is_null())
-    if bad.height == 0:
-        return
-    variables = spec_variables(spec)
-    feature_of = {v: f for f in spec.features for v in f.variables}
-    per_var = (
-        bad.group_by("var_idx")
+    bad = (
+        measurements.lazy().with_row_index("row_nr")
+        .filter(pl.col("variable").is_in(spec_variables(spec)))
+        .join(measurement_conversions(spec).lazy(), on=["variable", "unit"], how="anti")
+        .group_by("variable")
         .agg(pl.len().alias("n"), pl.col("row_nr").sort().head(EXAMPLE_ROWS).alias("rows"))
-        .sort("var_idx")
+        .sort("variable")
+        .collect()
     )
+    feature_of = {v: f for f in spec.features for v in f.variables}
     violations = []
-    for var_idx, n, rows in per_var.iter_rows():
-        name = variables[var_idx]
+    for name, n, rows in bad.iter_rows():
         f = feature_of[name]
         violations.append(
             Violation(

@@ -42,33 +42,31 @@ INDICATOR_UNIT = "1 = imputed"
 
 
 def count_dropped(
-    spec: CohortSpec, rows: pl.DataFrame, n_total: int, excluded_stays: pl.Series
+    spec: CohortSpec, rows: pl.DataFrame, n_total: int, excluded: np.ndarray
 ) -> tuple[list[tuple[str, str, int]], pl.DataFrame]:
-    """Assign each spec measurement row its first reason to be dropped; return the counts
-    (table, reason, count) and the kept rows (`stay_idx`, `feat`, `time_us`, `value`, sorted).
+    """Count each spec measurement row under its first reason to be dropped; return the counts
+    (table, reason, count) and the remaining rows (exact duplicates are counted later, by
+    `features.ChartIndex`).
 
-    Reasons in order: variable_not_in_spec, unknown_stay, excluded_stay, exact_duplicate,
-    outside_window (before the lookback start or at/after the stay end), and
-    out_of_valid_range:<feature>.
+    Reasons in order: variable_not_in_spec, unknown_stay, excluded_stay (`excluded[stay_idx]`),
+    outside_window (before the lookback start or at/after the stay end),
+    out_of_valid_range:<feature>, then exact_duplicate.
     """
-    reason = (
-        pl.when(pl.col("stay_idx").is_null()).then(pl.lit("unknown_stay"))
-        .when(pl.col("stay_idx").is_in(excluded_stays.implode())).then(pl.lit("excluded_stay"))
-        .when(pl.col("dup")).then(pl.lit("exact_duplicate"))
-        .when(~pl.col("in_time")).then(pl.lit("outside_window"))
-        .when(~pl.col("in_range")).then(pl.lit("out_of_valid_range"))
-    )
-    flagged = rows.with_columns(reason.alias("reason"))
-    counts = dict(flagged.group_by("reason").len().drop_nulls("reason").iter_rows())
+    col = pl.col
+    known = col("stay_idx").is_not_null()
+    excl = known & pl.lit(pl.Series(np.asarray(excluded, dtype=bool))).gather(col("stay_idx")).fill_null(False)
+    live = known & ~excl
+    flags = rows.select(
+        (~known).sum().alias("unknown_stay"), excl.sum().alias("excluded_stay"),
+        (live & ~col("in_time")).sum().alias("outside_window"),
+    ).row(0, named=True)
     dropped = [("measurements", "variable_not_in_spec", n_total - rows.height)]
-    dropped += [("measurements", r, int(counts.get(r, 0)))
-                for r in ("unknown_stay", "excluded_stay", "exact_duplicate", "outside_window")]
-    per_feature = dict(
-        flagged.filter(pl.col("reason") == "out_of_valid_range").group_by("feat").len().iter_rows()
-    )
+    dropped += [("measurements", r, int(n)) for r, n in flags.items()]
+    out_of_range = rows.filter(live & col("in_time") & ~col("in_range")).group_by("feat").len()
+    per_feature = dict(out_of_range.iter_rows())
     dropped += [("measurements", f"out_of_valid_range:{f.name}", int(per_feature.get(i, 0)))
                 for i, f in enumerate(spec.features)]
-    kept = flagged.filter(pl.col("reason").is_null()).select("stay_idx", "feat", "time_us", "value")
+    kept = rows.filter(live & col("in_time") & col("in_range"))
     return dropped, kept
 
 

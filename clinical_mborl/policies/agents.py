@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from clinical_mborl.policies.buffers import Batch
 from clinical_mborl.policies.config import ActorCriticConfig, LearnerConfig
-from clinical_mborl.policies.learned import LearnedPolicy
+from clinical_mborl.policies.learned import Head, LearnedPolicy
 from clinical_mborl.policies.sac import Optimise, SacAgent, sac_optimiser_groups, sac_update
 from clinical_mborl.policies.soft_q import SoftQAgent, soft_q_update
 from clinical_mborl.policies.system import TrainingData, build_policy
@@ -46,6 +46,6 @@ def agent_policy(agent: Agent, data: TrainingData, config: LearnerConfig, algo: 
     if isinstance(agent, SoftQAgent):
         return build_policy(data, config, algo, "q", agent.q, agent.spec, behavior, tau=agent.tau,
                             history=history)
-    head = "logits" if agent.discrete else "tanh_gaussian"
+    head: Head = "logits" if agent.discrete else "tanh_gaussian"
     return build_policy(data, config, algo, head, agent.actor, agent.actor_spec, behavior,
                         critic=agent.critic, critic_spec=agent.critic_spec, history=history)

@@ -6,7 +6,7 @@ levels) before importance weighting.
 
 >>> from clinical_mborl.cohort.toy import make_toy_transitions
 >>> ts = make_toy_transitions(10, seed=0)
->>> NoTreatmentPolicy(ts.feature_names, ts.manifest.action_space).action_probabilities(np.zeros((1, 4)))[0, 0]
+>>> float(NoTreatmentPolicy(ts.feature_names, ts.manifest.action_space).action_probabilities(np.zeros((1, 4)))[0, 0])
 1.0
 """
 

@@ -26,7 +26,7 @@ from torch import Tensor
 from clinical_mborl.cohort import TransitionSet
 from clinical_mborl.policies.config import LearnerConfig
 from clinical_mborl.policies.constraints import ConstraintConfig
-from clinical_mborl.policies.learned import LearnedPolicy
+from clinical_mborl.policies.learned import Head, LearnedPolicy
 from clinical_mborl.policies.networks import CategoricalActor, TanhGaussianActor, network_spec
 from clinical_mborl.policies.rollouts import DynamicsModel
 from clinical_mborl.policies.system import (
@@ -94,5 +94,5 @@ def train_bc(transitions: TransitionSet, behavior: Any, dynamics: DynamicsModel 
     data = prepare(transitions, behavior, None, config, "bc", needs_dynamics=False, uses_behavior=discrete)
     system = BcSystem(config, data)
     fit_system(system)
-    head = "logits" if system.discrete else "tanh_gaussian"
+    head: Head = "logits" if system.discrete else "tanh_gaussian"
     return build_policy(data, config, "bc", head, system.net, system.spec, behavior, history=system.history)

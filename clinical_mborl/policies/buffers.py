@@ -15,6 +15,7 @@ terms use those only).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,17 +44,20 @@ class Batch:
 
     def index(self, idx: Tensor) -> Batch:
         """Rows `idx` of every field."""
-        return Batch(**{f.name: None if (v := getattr(self, f.name)) is None else v[idx] for f in fields(self)})
+        values: dict[str, Any] = {f.name: None if (v := getattr(self, f.name)) is None else v[idx]
+                                  for f in fields(self)}
+        return Batch(**values)
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(**{f.name: None if (v := getattr(self, f.name)) is None else v.to(device)
-                        for f in fields(self)})
+        values: dict[str, Any] = {f.name: None if (v := getattr(self, f.name)) is None else v.to(device)
+                                  for f in fields(self)}
+        return Batch(**values)
 
 
 def concat(batches: list[Batch]) -> Batch:
     """Stack batches row-wise (optional fields must be present in all or none; `steps` is
     dropped unless every batch has it)."""
-    out = {}
+    out: dict[str, Any] = {}
     for f in fields(Batch):
         values = [getattr(b, f.name) for b in batches]
         present = [v is not None for v in values]

@@ -90,6 +90,12 @@ class ActorCriticConfig(LearnerConfig):
     actor_lr: float = 1e-4
     """Adam learning rate of the actor (COMBO uses 1e-4 for the actor, 3e-4 for the critics)."""
 
+    reward_scale: float = 1.0
+    """c in y = c r + gamma (1 - end) V(s'): the scale Q-values live on. Conservative weights
+    (CQL alpha, COMBO beta) are published for returns of tens to thousands; outcome rewards of
+    +-1 make the same weights far more conservative, which c > 1 undoes. The learned policy does
+    not otherwise depend on c (the SAC temperature tracks an entropy target)."""
+
     polyak: float = 0.005
     """Target networks: theta' <- (1 - polyak) theta' + polyak theta after every update."""
 
@@ -112,10 +118,11 @@ class ActorCriticConfig(LearnerConfig):
 
     def check(self) -> None:
         super().check()
-        if not (0 < self.polyak <= 1) or self.init_alpha <= 0 or self.soft_q_temperature < 0:
+        if not (0 < self.polyak <= 1) or self.init_alpha <= 0 or self.soft_q_temperature < 0 \
+                or self.reward_scale <= 0:
             raise InputError(f"{type(self).__name__}: need 0 < polyak <= 1, init_alpha > 0, "
-                             f"soft_q_temperature >= 0; got {self.polyak}, {self.init_alpha}, "
-                             f"{self.soft_q_temperature}.")
+                             f"soft_q_temperature >= 0, reward_scale > 0; got {self.polyak}, "
+                             f"{self.init_alpha}, {self.soft_q_temperature}, {self.reward_scale}.")
 
 
 @dataclass(frozen=True)

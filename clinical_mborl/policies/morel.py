@@ -7,8 +7,8 @@ networks; one update step; the loop.
    (max pairwise distance between member predictions) exceeds
    threshold = kappa * (the largest disagreement seen on the dataset's own (s, a) pairs).
 2. Pessimistic MDP: an unknown transition goes to an absorbing HALT state. HALT pays
-   `halt_reward` once and ends the trajectory; that one reward stands for staying in HALT for
-   the rest of the (discounted, window-limited) episode at the worst reward rate.
+   `halt_reward` once and ends the trajectory; by default that is the worst return a stay can
+   have (the lower bound MOReL's analysis needs), optionally minus a margin.
 3. Policy optimisation inside it from h-step rollouts branched from dataset states: soft
    Q-learning over dose levels, SAC over continuous doses (the paper used NPG; any planner fits).
 
@@ -47,9 +47,13 @@ class MorelConfig(ModelBasedConfig):
     kappa: float = 3.0
     """Unknown when disagreement(s, a) > kappa * max disagreement on the data (official kappa 3.0)."""
 
-    halt_penalty_scale: float = 1.0
-    """c in halt_reward = r_min - c * (r_max - r_min) * H, H = min(1 / (1 - gamma), window steps):
-    the paper's -kappa absorbing penalty, expressed in this cohort's reward range and horizon."""
+    halt_penalty_scale: float = 0.0
+    """c in halt_reward = worst - c * (r_max - r_min) * H, where `worst` is the lowest return any
+    stay can have (window steps x the lowest step reward + the lowest outcome reward) and
+    H = min(1 / (1 - gamma), window steps). c = 0 makes an unknown state-action exactly as bad as
+    the worst outcome: the value bound MOReL needs. c = 1 is the paper's -r_max / (1 - gamma)
+    style penalty; with terminal outcome rewards it makes death preferable to uncertainty, so it
+    is not the default."""
 
     horizon: int = 5
     """h: rollout length in the pessimistic MDP, branched from dataset states."""
@@ -61,12 +65,15 @@ class MorelConfig(ModelBasedConfig):
 # ---------------------------------------------------------------------------- 2. pessimistic MDP
 
 
-def halt_reward(rewards: Tensor, gamma: float, window_steps: int, scale: float) -> float:
+def halt_reward(rewards: Tensor, end: Tensor, gamma: float, window_steps: int, scale: float) -> float:
     """The one-off reward for entering HALT (see `MorelConfig.halt_penalty_scale`)."""
     r_min, r_max = float(rewards.min()), float(rewards.max())
+    step_min = float(rewards[~end].min()) if bool((~end).any()) else 0.0
+    outcome_min = float(rewards[end].min()) if bool(end.any()) else 0.0
+    worst = window_steps * min(0.0, step_min) + min(0.0, outcome_min)
     spread = (r_max - r_min) if r_max > r_min else max(abs(r_min), 1.0)
     horizon = min(1.0 / (1.0 - gamma) if gamma < 1 else float("inf"), float(window_steps))
-    return r_min - scale * spread * horizon
+    return worst - scale * spread * horizon
 
 
 class PessimisticMDP:
@@ -93,7 +100,8 @@ def pessimistic_mdp(dynamics: DynamicsModel, data: TrainingData, config: MorelCo
     if not scale > 0:
         raise InputError(f"morel: the ensemble's disagreement on the data is {scale}; expected > 0. "
                          "Train the dynamics with at least 2 distinct elite members.")
-    halt = halt_reward(data.real.rewards, data.gamma, int(dynamics.n_steps), config.halt_penalty_scale)
+    halt = halt_reward(data.real.rewards, data.real.end, data.gamma, int(dynamics.n_steps),
+                       config.halt_penalty_scale)
     return PessimisticMDP(config.kappa * scale, halt)
 
 

@@ -48,29 +48,51 @@ class DiscreteQ(nn.Module):
         return self.net(states)
 
 
+class TwinMLP(nn.Module):
+    """Two ReLU MLPs evaluated as one batched network (weights [2, in, out], one `baddbmm` per
+    layer; each member is initialised like `nn.Linear`): [n, in] -> [2, n, out]."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        dims = [in_dim, *[int(h) for h in hidden], out_dim]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(dims, dims[1:], strict=False):
+            bound = 1.0 / math.sqrt(fan_in)
+            self.weights.append(nn.Parameter(torch.empty(2, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(2, 1, fan_out).uniform_(-bound, bound)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.unsqueeze(0).expand(2, *x.shape)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = torch.relu(h)
+        return h
+
+
 class TwinDiscreteQ(nn.Module):
     """Two independent discrete Q-networks (clipped double-Q for discrete SAC): [2, n, A]."""
 
     def __init__(self, in_dim: int, n_actions: int, hidden: Sequence[int]) -> None:
         super().__init__()
-        self.q1 = DiscreteQ(in_dim, n_actions, hidden)
-        self.q2 = DiscreteQ(in_dim, n_actions, hidden)
+        self.net = TwinMLP(in_dim, n_actions, hidden)
 
     def forward(self, states: Tensor) -> Tensor:
-        return torch.stack([self.q1(states), self.q2(states)])
+        return self.net(states)
 
 
 class TwinContinuousQ(nn.Module):
-    """Two critics Q(s, a) with a = dose scaled to [-1, 1]: ([n, d], [n, k]) -> [2, n]."""
+    """Two critics Q(s, a) with a = dose scaled to [-1, 1]: ([..., d], [..., k]) -> [2, ...]."""
 
     def __init__(self, in_dim: int, action_dim: int, hidden: Sequence[int]) -> None:
         super().__init__()
-        self.q1 = mlp(in_dim + action_dim, 1, hidden)
-        self.q2 = mlp(in_dim + action_dim, 1, hidden)
+        self.net = TwinMLP(in_dim + action_dim, 1, hidden)
 
     def forward(self, states: Tensor, scaled_actions: Tensor) -> Tensor:
         x = torch.cat([states, scaled_actions], dim=-1)
-        return torch.stack([self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)])
+        return self.net(x).squeeze(-1)
 
 
 class CategoricalActor(nn.Module):
@@ -99,6 +121,8 @@ class TanhGaussianActor(nn.Module):
     log-density `sample` returns); `log_prob_doses` gives the censored log-likelihood in clinical
     units (mass for zero doses, density for doses above the cut, -inf in between).
     """
+
+    dose_max: Tensor
 
     def __init__(self, in_dim: int, action_dim: int, hidden: Sequence[int], dose_max: Sequence[float],
                  zero_fraction: float = 0.0) -> None:

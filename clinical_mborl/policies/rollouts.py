@@ -53,6 +53,33 @@ def model_device(dynamics: Any) -> torch.device:
     return torch.device(device) if device is not None else torch.device("cpu")
 
 
+@torch.no_grad()
+def reference_uncertainty(dynamics: DynamicsModel, transitions: TransitionSet, batch_size: int = 8192) -> float:
+    """Mean ensemble uncertainty u(s, a) on the data's own state-actions: the in-distribution level
+    that uncertainty penalties are measured against (deterministic: u does not depend on sampling)."""
+    a = transitions.arrays(normalised=True)
+    if len(a) == 0:
+        raise ValueError("reference_uncertainty needs at least one transition")
+    device = model_device(dynamics)
+    generator = torch.Generator(device=device).manual_seed(0)
+    actions = torch.as_tensor(a.actions) if a.actions.ndim == 1 else torch.as_tensor(a.doses, dtype=torch.float32)
+    total = 0.0
+    for i in range(0, len(a), batch_size):
+        sl = slice(i, i + batch_size)
+        step = dynamics.step(torch.as_tensor(a.states[sl], device=device), actions[sl].to(device),
+                             torch.as_tensor(a.step[sl], device=device), generator)
+        total += float(step.uncertainty.double().sum())
+    return total / len(a)
+
+
+def excess_uncertainty(uncertainty: Tensor, reference: float) -> Tensor:
+    """max(0, u / u_ref - 1): how far above the in-distribution level a state-action's uncertainty is.
+
+    Penalising u itself, as MOPO does, costs every step; with outcome-only rewards that makes
+    short stays (early death) look good. The excess form only charges leaving the data."""
+    return (uncertainty / max(reference, 1e-12) - 1.0).clamp_min(0.0)
+
+
 def keep_reward(step: Any) -> tuple[Tensor, Tensor]:
     """COMBO: the model's reward, no extra termination."""
     return step.rewards, torch.zeros_like(step.done, dtype=torch.bool)

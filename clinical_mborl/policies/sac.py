@@ -60,6 +60,12 @@ class SacAgent(nn.Module):
         self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_alpha)))
 
     @property
+    def gaussian(self) -> TanhGaussianActor:
+        """The actor of a continuous-dose agent."""
+        assert isinstance(self.actor, TanhGaussianActor), "discrete agents have a categorical actor"
+        return self.actor
+
+    @property
     def alpha(self) -> Tensor:
         return self.log_alpha.detach().exp()
 
@@ -76,12 +82,12 @@ class SacAgent(nn.Module):
         """Sample actions as buffers store them: joint index [n], or scaled actions [n, k]."""
         if self.discrete:
             return torch.multinomial(self.log_pi(states, log_pb).exp(), 1, generator=generator).squeeze(-1)
-        scaled, _ = self.actor.sample(states, generator)
+        scaled, _ = self.gaussian.sample(states, generator)
         return scaled
 
     def env_actions(self, actions: Tensor) -> Tensor:
         """Buffer actions -> what the dynamics take: joint index, or doses in clinical units."""
-        return actions if self.discrete else self.actor.to_doses(actions)
+        return actions if self.discrete else self.gaussian.to_doses(actions)
 
     def q_taken(self, critic: nn.Module, states: Tensor, actions: Tensor) -> Tensor:
         """Q_1, Q_2 of the batch's actions (joint index, or scaled action): [2, n]."""
@@ -93,15 +99,15 @@ class SacAgent(nn.Module):
     # ------------------------------------------------------------------ losses
     @torch.no_grad()
     def target(self, batch: Batch, generator: torch.Generator) -> Tensor:
-        """y = r + gamma (1 - end) E_{a'~pi}[min_i Q'_i(s', a') - alpha log pi(a'|s')]."""
+        """y = c r + gamma (1 - end) E_{a'~pi}[min_i Q'_i(s', a') - alpha log pi(a'|s')], c = reward_scale."""
         if self.discrete:
             log_pi = self.log_pi(batch.next_states, batch.next_log_pb)
             q = self.critic_target(batch.next_states).min(0).values
             v = (log_pi.exp() * (q - self.alpha * log_pi)).sum(-1)
         else:
-            a, log_p = self.actor.sample(batch.next_states, generator)
+            a, log_p = self.gaussian.sample(batch.next_states, generator)
             v = self.critic_target(batch.next_states, a).min(0).values - self.alpha * log_p
-        return batch.rewards + self.gamma * (~batch.end).float() * v
+        return self.config.reward_scale * batch.rewards + self.gamma * (~batch.end).float() * v
 
     def critic_loss(self, batch: Batch, generator: torch.Generator) -> Tensor:
         """Mean squared Bellman error of both critics (the actor only samples, without gradients)."""
@@ -131,11 +137,11 @@ class SacAgent(nn.Module):
                 target = self.config.target_entropy_ratio * n_allowed.log()
                 data_log_lik = log_pi[real].gather(-1, batch.actions[real].long().unsqueeze(-1)).squeeze(-1)
             else:
-                a, log_p = self.actor.sample(batch.states, generator)
+                a, log_p = self.gaussian.sample(batch.states, generator)
                 per_state = self.alpha * log_p - self.critic(batch.states, a).min(0).values
                 entropy = -log_p
                 target = torch.full_like(entropy, -float(a.shape[-1]))
-                data_log_lik = self.actor.log_likelihood(batch.states[real], batch.actions[real])
+                data_log_lik = self.gaussian.log_likelihood(batch.states[real], batch.actions[real])
         loss = per_state.mean()
         if c.bc_weight > 0 and data_log_lik.numel() > 0:
             loss = loss - c.bc_weight * data_log_lik.mean()

@@ -2,9 +2,13 @@
 
 Each grid point is trained on the train split and scored by a pessimistic **model-based value on
 the held-out val split**: from every val stay's first state, the policy acts in the learned
-ensemble until death, discharge or the window end; each reward is reduced by
-`uncertainty_penalty * u(s, a)` (the ensemble's uncertainty, as in MOPO); the discounted returns
-are averaged per stay over `n_repeats` rollouts, and
+ensemble until death, discharge or the window end. Pessimism is a soft version of MOReL's HALT:
+at each step the rollout leaves the trusted model with probability
+p = 1 - exp(-uncertainty_penalty * max(0, u(s, a) / u_data - 1)), where u is the ensemble's
+uncertainty and u_data its mean on the train data's own state-actions, and from then on earns
+the worst return a stay can have. The expected value is computed exactly along each rollout.
+Unlike a per-step penalty (MOPO), this never makes early death look good: the worst return is
+no better than death. Returns are averaged per stay over `n_repeats` rollouts, and
 
     score = mean over stays - se_multiplier * standard error over stays
 
@@ -28,7 +32,13 @@ from clinical_mborl.core.policy import Policy
 from clinical_mborl.policies.config import LearnerConfig
 from clinical_mborl.policies.grids import GRIDS, grid_configs
 from clinical_mborl.policies.learned import LearnedPolicy
-from clinical_mborl.policies.rollouts import DynamicsModel, model_device
+from clinical_mborl.policies.morel import halt_reward
+from clinical_mborl.policies.rollouts import (
+    DynamicsModel,
+    excess_uncertainty,
+    model_device,
+    reference_uncertainty,
+)
 from clinical_mborl.policies.train import default_config, train_policy
 
 
@@ -39,8 +49,9 @@ class SelectionConfig:
     split: str = "val"
     """Held-out split whose first states start the evaluation rollouts."""
 
-    uncertainty_penalty: float = 1.0
-    """lambda in r - lambda * u(s, a) during evaluation rollouts (MOPO-style pessimism)."""
+    uncertainty_penalty: float = 0.5
+    """lambda in the per-step probability 1 - exp(-lambda max(0, u / u_data - 1)) of leaving the
+    trusted model (then: the worst return). 0 gives the plain model-based value."""
 
     se_multiplier: float = 1.0
     """z in score = mean - z * se; 1.645 gives a one-sided 95% normal lower bound."""
@@ -60,17 +71,28 @@ class ModelValue:
     se: float
     score: float
     n_stays: int
-    mean_uncertainty: float
+    mean_uncertainty: float  # raw u(s, a) along the rollouts
+    mean_excess: float  # max(0, u / u_data - 1) along the rollouts
+    trusted: float  # expected share of rollout mass still in the trusted model at the end
 
     def to_dict(self) -> dict[str, float]:
         return {"mean": self.mean, "se": self.se, "score": self.score, "n_stays": self.n_stays,
-                "mean_uncertainty": self.mean_uncertainty}
+                "mean_uncertainty": self.mean_uncertainty, "mean_excess": self.mean_excess,
+                "trusted": self.trusted}
 
 
 def model_based_value(policy: Policy, transitions: TransitionSet, dynamics: DynamicsModel,
-                      config: SelectionConfig | None = None) -> ModelValue:
-    """Pessimistic discounted return of `policy` in the ensemble from held-out first states."""
+                      config: SelectionConfig | None = None, reference: float | None = None) -> ModelValue:
+    """Pessimistic discounted return of `policy` in the ensemble from held-out first states.
+
+    `reference` is u_data (`reference_uncertainty` on the train split; computed when omitted)."""
     config = config or SelectionConfig()
+    train = transitions.split("train")
+    if reference is None:
+        reference = reference_uncertainty(dynamics, train)
+    t = train.arrays(normalised=False)
+    worst = halt_reward(torch.as_tensor(t.rewards), torch.as_tensor(t.end), float(dynamics.gamma),
+                        int(dynamics.n_steps), 0.0)
     held = transitions.split(config.split)
     a = held.arrays(normalised=True)
     order = np.lexsort((a.step, a.episode))  # first row of each stay, whatever the row order
@@ -84,8 +106,10 @@ def model_based_value(policy: Policy, transitions: TransitionSet, dynamics: Dyna
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     returns = np.zeros(n_stays * reps)
+    trusted = np.ones(n_stays * reps)  # probability the rollout is still in the trusted model
     alive = np.ones(n_stays * reps, dtype=bool)
     uncertainty: list[float] = []
+    excess: list[float] = []
     discount = 1.0
     normalizer = transitions.normalizer
     for _ in range(int(dynamics.n_steps)):
@@ -98,10 +122,14 @@ def model_based_value(policy: Policy, transitions: TransitionSet, dynamics: Dyna
         actions = torch.as_tensor(np.asarray(act), device=device)
         actions = actions.long() if actions.ndim == 1 else actions.float()
         step = dynamics.step(s, actions, steps[idx], generator)
-        u = step.uncertainty.detach().cpu().numpy().astype(np.float64)
-        r = step.rewards.detach().cpu().numpy().astype(np.float64) - config.uncertainty_penalty * u
-        returns[idx] += discount * r
+        u = step.uncertainty.detach().cpu().double()
+        ex = excess_uncertainty(u, reference).numpy()
+        r = step.rewards.detach().cpu().numpy().astype(np.float64)
+        leave = 1.0 - np.exp(-config.uncertainty_penalty * ex)
+        returns[idx] += discount * trusted[idx] * ((1.0 - leave) * r + leave * worst)
+        trusted[idx] *= 1.0 - leave
         uncertainty.append(float(u.mean()))
+        excess.append(float(ex.mean()))
         end = (step.done | step.truncated).cpu().numpy().astype(bool)
         alive[idx[end]] = False
         keep = torch.as_tensor(~end, device=device)
@@ -112,7 +140,8 @@ def model_based_value(policy: Policy, transitions: TransitionSet, dynamics: Dyna
     mean = float(per_stay.mean())
     se = float(per_stay.std(ddof=1) / np.sqrt(n_stays)) if n_stays > 1 else 0.0
     return ModelValue(mean, se, mean - config.se_multiplier * se, n_stays,
-                      float(np.mean(uncertainty)) if uncertainty else 0.0)
+                      float(np.mean(uncertainty)) if uncertainty else 0.0,
+                      float(np.mean(excess)) if excess else 0.0, float(trusted.mean()))
 
 
 @dataclass(frozen=True)
@@ -136,9 +165,10 @@ def select_policy(algo: str, transitions: TransitionSet, behavior: Any, dynamics
     points = grid if grid is not None else GRIDS[algo]
     table: list[dict[str, Any]] = []
     best: tuple[float, int, LearnedPolicy] | None = None
+    reference = reference_uncertainty(dynamics, transitions.split("train"))
     for i, cfg in enumerate(candidates):
         policy = train_policy(algo, transitions, behavior, dynamics, cfg)
-        value = model_based_value(policy, transitions, dynamics, config)
+        value = model_based_value(policy, transitions, dynamics, config, reference)
         table.append({"index": i, "settings": dict(points[i]), **value.to_dict()})
         if best is None or value.score > best[0]:
             best = (value.score, i, policy)

@@ -76,7 +76,7 @@ class SoftQAgent(nn.Module):
             v = q_next.gather(-1, best).squeeze(-1)
         else:
             v = soft_value(q_next, batch.next_log_pb, mask, self.tau, self.constraint.kl_weight)
-        return batch.rewards + self.gamma * (~batch.end).float() * v
+        return self.config.reward_scale * batch.rewards + self.gamma * (~batch.end).float() * v
 
     def td_loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """(Huber TD loss, Q(s, .) [n, A] with gradients, for extra terms on the same forward)."""

@@ -145,6 +145,7 @@ class ModelBasedSystem(PolicySystem):
     """Adds the model buffer, rollout rounds and mixed real/model minibatches."""
 
     config: ModelBasedConfig
+    dynamics: DynamicsModel
 
     def __init__(self, config: ModelBasedConfig, data: TrainingData, dynamics: DynamicsModel,
                  reward_fn: RewardFn) -> None:

@@ -18,7 +18,14 @@ from clinical_mborl.cohort.features import compute_states, fill_values_from_mani
 from clinical_mborl.cohort.spec import CohortSpec
 from clinical_mborl.cohort.transitions import NEXT_PREFIX, TransitionSet
 from tests.cohort.factories import ehr_tables, meas, small_spec, treat, write_tables
-from tests.cohort.oracles import EPOCH, oracle_doses, oracle_exclusions, oracle_state, stay_window, valid_rows
+from tests.cohort.oracles import (
+    EPOCH,
+    oracle_doses,
+    oracle_exclusions,
+    oracle_state,
+    stay_window,
+    valid_rows,
+)
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

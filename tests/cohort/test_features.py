@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clinical_mborl.cohort.features import compute_states, state_names
+from clinical_mborl.cohort.features import ChartIndex, compute_states, state_names
 from clinical_mborl.core.errors import InputError, ValidationFailed
 from tests.cohort.factories import BASE, ehr_tables, frames, meas, small_spec, stay
 from tests.cohort.oracles import oracle_state, us, valid_rows
@@ -134,3 +135,25 @@ def test_compute_states_matches_the_row_by_row_oracle(tables: dict[str, pl.DataF
             assert (r[name] is None) == (w is None), (name, r[name], w)
             if w is not None:
                 assert r[name] == pytest.approx(w, rel=1e-12, abs=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(times=st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1), st.integers(0, 50)), min_size=1, max_size=30),
+       queries=st.lists(st.tuples(st.integers(0, 1), st.integers(0, 1), st.integers(-5, 60)), min_size=1, max_size=20),
+       huge=st.booleans())
+def test_chart_index_counts_rows_strictly_before_a_time_in_both_encodings(
+    times: list[tuple[int, int, int]], queries: list[tuple[int, int, int]], huge: bool
+) -> None:
+    scale = 2**57 if huge else 1  # huge time ranges switch the keys to time ranks
+    rows = pl.DataFrame({"stay_idx": [s for s, _, _ in times], "feat": [f for _, f, _ in times],
+                         "conv_id": [0] * len(times), "time_us": [t * scale for _, _, t in times],
+                         "value": [float(t % 3) for _, _, t in times]})
+    chart = ChartIndex.build(rows, np.zeros(2, dtype=np.int64), n_feat=2)
+    assert (chart.distinct_times is not None) == (4 * (max(t for *_, t in times) * scale + 2) >= 2**62)
+    unique = sorted({(s, f, t, t % 3) for s, f, t in times})
+    assert chart.n_duplicates == len(times) - len(unique)
+    assert chart.time_at(np.arange(len(unique))).tolist() == [r[2] * scale for r in unique]
+    assert chart.values.tolist() == [float(r[3]) for r in unique] + [0.0]  # + the sentinel
+    for s, f, t in queries:
+        got = chart.query(np.array([s]), np.array([f]), np.array([t * scale]))[0]
+        assert got == sum(1 for r in unique if (r[0], r[1]) < (s, f) or ((r[0], r[1]) == (s, f) and r[2] < t))

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from clinical_mborl.policies import ComboConfig
-from clinical_mborl.policies.combo import conservative_term, sampled_logsumexp
+from clinical_mborl.policies.buffers import Batch, concat
+from clinical_mborl.policies.combo import combo_critic_loss, sampled_logsumexp
 from clinical_mborl.policies.cql import cql_term
 from clinical_mborl.policies.networks import DiscreteQ
 from clinical_mborl.policies.sac import SacAgent
@@ -71,14 +72,21 @@ class TableCritic(torch.nn.Module):
         return self.q[:, idx, 0] + (self.w[:, idx] * actions).sum(-1)
 
 
+def _rows(states: torch.Tensor, actions: torch.Tensor, real: bool) -> Batch:
+    n = states.shape[0]
+    return Batch(states=states, actions=actions, rewards=torch.zeros(n), next_states=states,
+                 end=torch.ones(n, dtype=torch.bool), is_real=torch.full((n,), real))
+
+
 def test_combo_term_raises_data_q_and_lowers_q_at_model_states(cohort: Cohort) -> None:
     agent = _agent(cohort)
     n_actions = cohort.transitions.n_actions if agent.discrete else 1
     agent.critic = TableCritic(4, n_actions)
     eye = torch.eye(4)
-    model_states, real_states = eye[[0, 1]].repeat(8, 1), eye[[2, 3]].repeat(8, 1)
-    real_actions = torch.zeros(16, dtype=torch.long) if agent.discrete else torch.zeros(16, 2)
-    term = conservative_term(agent, model_states, real_states, real_actions, torch.Generator().manual_seed(0), 8)
+    actions = torch.zeros(16, dtype=torch.long) if agent.discrete else torch.full((16, 2), -0.5)
+    real = _rows(eye[[2, 3]].repeat(8, 1), actions, real=True)
+    model = _rows(eye[[0, 1]].repeat(8, 1), actions, real=False)
+    _, term = combo_critic_loss(agent, real, model, torch.Generator().manual_seed(0), 8)
     term.backward()
     grad = agent.critic.q.grad
     assert grad is not None
@@ -90,14 +98,25 @@ def test_combo_term_raises_data_q_and_lowers_q_at_model_states(cohort: Cohort) -
         assert (grad[:, 2:, 0] < 0).all() and (grad[:, :2, 0] > 0).all()
 
 
+def test_combo_bellman_part_matches_the_sac_critic_loss(cohort: Cohort) -> None:
+    agent = _agent(cohort)
+    n = cohort.transitions.n_actions if agent.discrete else None
+    states = torch.randn(16, 4)
+    actions = torch.randint(0, n, (16,)) if n else torch.rand(16, 2) * 2 - 1
+    real, model = _rows(states[:8], actions[:8], True), _rows(states[8:], actions[8:], False)
+    bellman, _ = combo_critic_loss(agent, real, model, torch.Generator().manual_seed(0), 4)
+    reference = agent.critic_loss(concat([real, model]), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(bellman, reference)
+
+
 def test_sampled_logsumexp_is_exact_for_a_flat_critic(continuous_cohort: Cohort) -> None:
     """With Q = c everywhere, log of the integral of exp(Q) over [-1, 1]^k is c + k log 2; the
     uniform half of the estimate is exact, so the estimate is within log 2 of it."""
     agent = _agent(continuous_cohort)
-    for net in (agent.critic.q1, agent.critic.q2):
-        for p in net.parameters():
-            torch.nn.init.zeros_(p)
-        torch.nn.init.constant_(net[-1].bias, 1.5)
+    with torch.no_grad():
+        for p in agent.critic.parameters():
+            p.zero_()
+        agent.critic.net.biases[-1].fill_(1.5)
     est = sampled_logsumexp(agent, torch.randn(16, 4), torch.Generator().manual_seed(0), 64)
     exact = 1.5 + 2 * math.log(2.0)
     assert est.shape == (2, 16)

@@ -7,7 +7,7 @@ import torch
 
 from clinical_mborl.policies import ComboConfig
 from clinical_mborl.policies.buffers import Batch
-from clinical_mborl.policies.combo import conservative_term
+from clinical_mborl.policies.combo import combo_critic_loss
 from clinical_mborl.policies.constraints import ConstraintConfig
 from clinical_mborl.policies.sac import SacAgent
 from clinical_mborl.policies.system import prepare
@@ -71,11 +71,11 @@ def test_alpha_loss_only_moves_the_temperature(cohort: Cohort) -> None:
     assert _untouched(agent.actor) and _untouched(agent.critic)
 
 
-def test_combo_conservative_term_trains_critics_only(cohort: Cohort) -> None:
+def test_combo_critic_loss_trains_critics_only(cohort: Cohort) -> None:
     agent, batch = _agent_and_batch(cohort)
-    term = conservative_term(agent, batch.states[:32], batch.states[32:], batch.actions[32:],
-                             torch.Generator().manual_seed(0), n_samples=4)
-    term.backward()
+    real, model = batch.index(torch.arange(32)), batch.index(torch.arange(32, 64))
+    bellman, term = combo_critic_loss(agent, real, model, torch.Generator().manual_seed(0), n_samples=4)
+    (bellman + term).backward()
     assert _touched(agent.critic)
     assert _untouched(agent.actor)
 

@@ -31,18 +31,21 @@ def test_halt_exactly_where_disagreement_exceeds_the_threshold() -> None:
     assert mdp.halt_rate == 0.5
 
 
-def test_halt_reward_is_below_any_return_of_the_window() -> None:
-    rewards = torch.tensor([-1.0, 0.0, 1.0])
-    assert halt_reward(rewards, gamma=0.99, window_steps=6, scale=1.0) == pytest.approx(-1.0 - 2.0 * 6)
-    assert halt_reward(rewards, gamma=0.5, window_steps=6, scale=1.0) == pytest.approx(-1.0 - 2.0 * 2)
-    assert halt_reward(rewards, gamma=0.99, window_steps=6, scale=0.0) == pytest.approx(-1.0)
+def test_halt_reward_is_the_worst_return_minus_an_optional_margin() -> None:
+    rewards, end = torch.tensor([0.0, 0.0, -1.0, 1.0]), torch.tensor([False, False, True, True])
+    assert halt_reward(rewards, end, gamma=0.99, window_steps=6, scale=0.0) == pytest.approx(-1.0)
+    assert halt_reward(rewards, end, gamma=0.99, window_steps=6, scale=1.0) == pytest.approx(-1.0 - 2.0 * 6)
+    assert halt_reward(rewards, end, gamma=0.5, window_steps=6, scale=1.0) == pytest.approx(-1.0 - 2.0 * 2)
+    step_costs = torch.tensor([-0.1, 0.0, -1.0, 1.0])  # intermediate rewards lower the bound
+    assert halt_reward(step_costs, end, gamma=0.99, window_steps=6, scale=0.0) == pytest.approx(-0.6 - 1.0)
 
 
 @pytest.mark.parametrize("kappa, halts", [(1e-6, True), (1e6, False)])
 def test_rollouts_send_unknown_state_actions_to_halt(cohort: Cohort, kappa: float, halts: bool) -> None:
     c = cohort
-    # no support penalty, so HALT rows are recognisable by their reward
-    config = MorelConfig().replace(kappa=kappa, n_updates=1, **{**FAST_MODEL, "constraint": {"support_threshold": 0.0}})
+    # a HALT margin and no support penalty, so HALT rows are recognisable by their reward
+    config = MorelConfig().replace(kappa=kappa, n_updates=1, halt_penalty_scale=1.0,
+                                   **{**FAST_MODEL, "constraint": {"support_threshold": 0.0}})
     data = prepare(c.transitions, c.behavior, c.dynamics, config, "morel", needs_dynamics=True)
     system = MorelSystem(config, data, c.dynamics)
     threshold = kappa * c.dynamics.data_disagreement(c.transitions.split("train"))
@@ -60,4 +63,4 @@ def test_halt_rate_is_recorded_while_training(discrete_cohort: Cohort) -> None:
     policy = train_policy("morel", c.transitions, c.behavior, c.dynamics,
                           MorelConfig().replace(kappa=1e-6, n_updates=12, **FAST_MODEL))
     assert all(row["halt_rate"] == 1.0 for row in policy.history)
-    assert policy.config["halt_reward"] < -1.0
+    assert policy.config["halt_reward"] == pytest.approx(-1.0)  # toy: worst return is death

@@ -10,6 +10,7 @@ import torch
 
 from clinical_mborl.policies.networks import (
     TanhGaussianActor,
+    TwinMLP,
     build_network,
     network_spec,
     polyak_update,
@@ -78,3 +79,14 @@ def test_polyak_moves_the_target_a_fraction_of_the_way() -> None:
     before = target.weight.detach().clone()
     polyak_update(target, online, 0.25)
     torch.testing.assert_close(target.weight, before + 0.25 * (online.weight - before))
+
+
+def test_twin_mlp_members_are_independent_mlps() -> None:
+    torch.manual_seed(0)
+    twin = TwinMLP(3, 2, (5,))
+    x = torch.randn(4, 3)
+    out = twin(x)
+    for m in range(2):
+        h = torch.relu(x @ twin.weights[0][m] + twin.biases[0][m])
+        torch.testing.assert_close(out[m], h @ twin.weights[1][m] + twin.biases[1][m])
+    assert not torch.allclose(out[0], out[1])

@@ -4,31 +4,45 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.policies import (
     GRIDS,
-    NoTreatmentPolicy,
+    RandomPolicy,
     SelectionConfig,
     default_config,
     grid_configs,
     model_based_value,
     select_policy,
 )
+from clinical_mborl.policies.rollouts import excess_uncertainty, reference_uncertainty
 
 from .conftest import FAST, Cohort
 
 
 def test_value_is_reproducible_and_pessimism_lowers_it(cohort: Cohort) -> None:
     ts, dyn = cohort.transitions, cohort.dynamics
-    policy = NoTreatmentPolicy(ts.feature_names, ts.manifest.action_space)
+    policy = RandomPolicy(ts.feature_names, ts.manifest.action_space)
     first = model_based_value(policy, ts, dyn, SelectionConfig(uncertainty_penalty=0.0))
     again = model_based_value(policy, ts, dyn, SelectionConfig(uncertainty_penalty=0.0))
     assert first == again
     assert first.n_stays == ts.split("val").frame["stay_id"].n_unique()
-    harsher = model_based_value(policy, ts, dyn, SelectionConfig(uncertainty_penalty=1.0))
-    assert harsher.mean < first.mean and harsher.mean_uncertainty > 0
     assert first.score == pytest.approx(first.mean - first.se)
+    assert first.trusted == 1.0
+    harsher = model_based_value(policy, ts, dyn, SelectionConfig(uncertainty_penalty=1.0))
+    assert harsher.mean_excess > 0 and harsher.trusted < 1.0  # random doses leave the data
+    assert harsher.mean < first.mean
+    assert harsher.mean >= -1.0 - 1e-9  # never below the worst return (death)
+
+
+def test_uncertainty_on_the_data_costs_nothing(discrete_cohort: Cohort) -> None:
+    c = discrete_cohort
+    train = c.transitions.split("train")
+    reference = reference_uncertainty(c.dynamics, train)
+    assert reference > 0
+    u = torch.tensor([0.5 * reference, reference, 3.0 * reference])
+    torch.testing.assert_close(excess_uncertainty(u, reference), torch.tensor([0.0, 0.0, 2.0]))
 
 
 def test_clinician_value_lies_within_the_window_bounds(discrete_cohort: Cohort) -> None:
@@ -41,7 +55,7 @@ def test_grids_cover_the_published_settings() -> None:
     assert {p["beta"] for p in GRIDS["combo"]} == {0.5, 1.0, 5.0}
     assert {p["horizon"] for p in GRIDS["combo"]} == {1, 5}
     configs = grid_configs("mopo", default_config("mopo"))
-    assert [(c.lam, c.horizon) for c in configs] == [(1.0, 1), (1.0, 5), (5.0, 1), (5.0, 5)]
+    assert [(c.lam, c.horizon) for c in configs] == [(0.5, 1), (0.5, 5), (2.0, 1), (2.0, 5)]
     assert all(c.real_fraction == 0.05 for c in configs)
     with pytest.raises(InputError, match="unknown algorithm"):
         grid_configs("dqn", default_config("bc"))

@@ -1,23 +1,37 @@
-"""Vectorised generator of canonical EHR tables for the cohort-build benchmark.
+"""Benchmark: `build_cohort` (polars) against a plain pandas implementation of the same transform.
 
-Plausible (not physiological) values for the variables and treatments of
-`cohorts/sepsis_fluids_vasopressors.yaml`, with the awkward parts real extracts have: mixed
-units (degF, mg/dL lactate, umol/L creatinine, ug/min vasopressors, L fluids), out-of-range
-values, exact duplicates, variables and treatments the spec does not read, charting before
-admission and after discharge, missing weights, minors and short stays.
+For each size (measurement rows, default 10^6 and 10^7) it writes synthetic canonical tables
+(`synthetic_ehr` below), then runs each implementation in its own subprocess (so peak memories do
+not mix; peak = `ru_maxrss` of that process) and prints wall time of the transform (read,
+transform, write; best of `--repeat` alternating runs, as the machine is shared), measurement
+rows per second, peak memory (max over runs) and the pandas/polars time ratio.
+At the smallest size it checks that both give the same states, next states and doses.
+Targets (issue 2): >= 5x the pandas reference and < 4 GB peak at 10^7 rows on 2 cores.
 
->>> tables = synthetic_ehr(n_measurements=2_000, seed=0)
->>> tables["measurements"].height, sorted(tables)
-(2000, ['measurements', 'stays', 'treatments'])
+    .venv/bin/python benchmarks/cohort_build.py                 # 10^6 and 10^7
+    .venv/bin/python benchmarks/cohort_build.py --sizes 1000000 --validate
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+HERE = Path(__file__).resolve().parent
+SPEC = HERE.parent / "cohorts" / "sepsis_fluids_vasopressors.yaml"
+
+# ----------------------------------------------------------------------------- synthetic tables
 
 ROWS_PER_STAY = 500
 HOUR_US = 3_600_000_000
@@ -40,7 +54,16 @@ VARIABLES = {
 
 
 def synthetic_ehr(n_measurements: int, seed: int = 0, rows_per_stay: int = ROWS_PER_STAY) -> dict[str, pl.DataFrame]:
-    """Stays, measurements (exactly `n_measurements` rows) and treatments (~1/10 of that)."""
+    """Stays, measurements (exactly `n_measurements` rows) and treatments (~1/10 of that).
+
+    Plausible (not physiological) values for the variables and treatments of the sepsis spec,
+    with what real extracts have: mixed units (degF, mg/dL lactate, umol/L creatinine, ug/min
+    vasopressors, L fluids), out-of-range values, exact duplicates, variables and treatments the
+    spec does not read, charting before admission and after discharge, missing weights, minors.
+
+    >>> synthetic_ehr(n_measurements=2_000, seed=0)["measurements"].height
+    2000
+    """
     rng = np.random.default_rng(seed)
     n_stays = max(1, n_measurements // rows_per_stay)
     stays, admit, end = _stays(rng, n_stays)
@@ -147,3 +170,103 @@ def write_synthetic_ehr(folder: str | Path, n_measurements: int, seed: int = 0) 
     for name, df in tables.items():
         df.write_parquet(folder / f"{name}.parquet")
     return {name: df.height for name, df in tables.items()}
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+def run_one(impl: str, ehr: Path, out: Path, validate: bool) -> dict[str, float]:
+    """Inside the subprocess: run one implementation and report time and peak memory."""
+    sys.path.insert(0, str(HERE))
+    from clinical_mborl.cohort import load_cohort_spec
+
+    spec = load_cohort_spec(SPEC)
+    start = time.perf_counter()
+    if impl == "polars":
+        from clinical_mborl.cohort.build import build_cohort
+
+        build_cohort(spec, ehr, out, progress=False, validate=validate)
+    else:
+        from pandas_reference import pandas_transitions
+
+        out.mkdir(parents=True, exist_ok=True)
+        pandas_transitions(spec, ehr).to_parquet(out / "transitions.parquet")
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "peak_mb": peak_mb}
+
+
+def measure(impl: str, ehr: Path, out: Path, validate: bool) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--run", impl, "--ehr", str(ehr), "--out", str(out)]
+    if validate:
+        cmd.append("--validate")
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(polars_dir: Path, pandas_dir: Path) -> str:
+    """States and next states must agree (missing indicator <-> NaN); doses where weight is known."""
+    from clinical_mborl.cohort import load_cohort_spec
+
+    spec = load_cohort_spec(SPEC)
+    a = pl.read_parquet(polars_dir / "transitions.parquet").sort("stay_id", "step")
+    b = pl.read_parquet(pandas_dir / "transitions.parquet").sort("stay_id", "step")
+    assert a.select("stay_id", "step").equals(b.select("stay_id", "step")), "different transitions"
+    worst = 0.0
+    for prefix in ("", "next_"):
+        for f in spec.features:
+            missing = a[prefix + f.name + "_missing"].to_numpy() == 1.0
+            ref = b[prefix + f.name].to_numpy().astype(np.float64)
+            assert (np.isnan(ref) == missing).all(), f"missingness differs for {prefix}{f.name}"
+            got = a[prefix + f.name].to_numpy()[~missing]
+            np.testing.assert_allclose(got, ref[~missing], rtol=1e-9, atol=1e-9, err_msg=prefix + f.name)
+            worst = max(worst, float(np.max(np.abs(got - ref[~missing]), initial=0.0)))
+    known = (a["weight_kg_missing"] == 0.0).to_numpy()  # the reference fills weights differently
+    for dim in spec.actions:
+        np.testing.assert_allclose(a[dim.name].to_numpy()[known], b[dim.name].to_numpy()[known], rtol=1e-9, atol=1e-9)
+    for flag in ("done", "truncated"):
+        assert a[flag].equals(b[flag]), flag
+    return f"agree on {a.height} transitions (states, next states, doses, flags; max |diff| {worst:.1e})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--validate", action="store_true", help="polars: run the EHR validator too")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="runs per implementation, alternating; the best run is reported (shared machines)")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--run", choices=["polars", "pandas"], help=argparse.SUPPRESS)
+    parser.add_argument("--ehr", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        print(json.dumps(run_one(args.run, args.ehr, args.out, args.validate)))
+        return
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="cohort_bench_"))
+    print(f"cores: {os.cpu_count()}, load average before: {os.getloadavg()}, polars {pl.__version__}")
+    print(f"{'rows':>11} {'impl':<7} {'seconds':>8} {'rows/s':>12} {'peak MB':>8}")
+    for size in sorted(args.sizes):
+        ehr = root / f"ehr_{size}"
+        counts = write_synthetic_ehr(ehr, size, seed=size % 9973)
+        results: dict[str, list[dict[str, float]]] = {"polars": [], "pandas": []}
+        for _ in range(max(1, args.repeat)):
+            for impl in results:
+                validate = args.validate and impl == "polars"
+                results[impl].append(measure(impl, ehr, root / f"{impl}_{size}", validate))
+        for impl, runs in results.items():
+            best = min(r["seconds"] for r in runs)
+            peak = max(r["peak_mb"] for r in runs)
+            all_runs = ", ".join(f"{r['seconds']:.1f}" for r in runs)
+            print(f"{size:>11,} {impl:<7} {best:>8.2f} {size / best:>12,.0f} {peak:>8.0f}   (runs: {all_runs} s)")
+        best = {impl: min(r["seconds"] for r in runs) for impl, runs in results.items()}
+        ratio = best["pandas"] / best["polars"]
+        print(f"{'':>11} speed-up pandas/polars: {ratio:.1f}x   ({counts['stays']:,} stays, "
+              f"{counts['treatments']:,} treatment rows); load average now {os.getloadavg()}")
+        if size == min(args.sizes):
+            print(f"{'':>11} check: {compare(root / f'polars_{size}', root / f'pandas_{size}')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""`StudyConfig`: every setting of a simulation study, with the fast defaults a 2-core CPU can afford.
+
+A replicate must cost seconds, so the nuisance models are small and documented here:
+
+- clinician (behaviour) model per replicate: 2 patient folds (cross-fitted), one hidden layer of
+  32 units, at most 20 epochs with early stopping on an inner calibration share, temperature-scaled;
+- Q-model (FQE, behind DR/WDR/FQE): MLP 64x64, 2 epochs per FQE iteration, batches of 2,048
+  rows, learning rate 1e-2 (window + 1 iterations, the exact finite-horizon recursion);
+- dynamics ensemble (model-based estimate): 3 members / 2 elites, 64x64, at most 10 epochs,
+  5 rollouts per evaluation stay;
+- patient bootstrap: B = 2,000 resamples, BCa, level 0.95 (the project's report defaults).
+
+Study population (so that the truth and the estimate target the same thing):
+
+- the simulator runs without readmissions (`readmission_share = 0`), as the closed loop does,
+  so the cohort's population is the closed loop's;
+- the cohort spec drops `criteria.min_stay_hours` (the closed-loop truth counts the short stays,
+  which depend on the outcome), fixes the dose-level edges to those fitted once on the
+  policy-training data (so a level means the same doses in every replicate and in the truth),
+  and splits patients at random, unstratified, into train (nuisance models) and test (the
+  estimate): `test_share` of each replicate's patients are evaluated.
+
+>>> StudyConfig(patients=60, replicates=3).fingerprint() == StudyConfig(patients=60, replicates=9).fingerprint()
+True
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from clinical_mborl.behavior import BehaviorConfig
+from clinical_mborl.core.io import sha256_json
+from clinical_mborl.core.models import StrictModel
+from clinical_mborl.dynamics import DynamicsConfig
+from clinical_mborl.ope import FQEConfig, OPEConfig
+from clinical_mborl.ope.subgroups import SubgroupDefinition
+from clinical_mborl.report.gate import GateConfig
+from clinical_mborl.simulators.sepsis import SepsisConfig
+
+DEFAULT_SPEC = "cohorts/sepsis_fluids_vasopressors.yaml"
+DEFAULT_CANDIDATES = ("clinician", "no-treatment", "fluids-only", "early-vasopressor", "bc", "cql", "cql-kl")
+
+FAST_BEHAVIOR = BehaviorConfig(n_folds=2, hidden_sizes=(32,), max_epochs=20, patience=3, batch_size=512,
+                               fit_splits=("train",), eval_splits=("test",))
+REFERENCE_BEHAVIOR = BehaviorConfig(n_folds=3, hidden_sizes=(64, 64), max_epochs=40, fit_splits=("train",),
+                                    eval_splits=("test",))
+FAST_FQE = FQEConfig(hidden_sizes=(64, 64), epochs_per_iteration=2, batch_size=2048, learning_rate=1e-2, n_folds=2)
+FAST_OPE = OPEConfig(n_resamples=2000, method="bca", fqe=FAST_FQE, model_rollouts=5,
+                     eval_splits=("test",), q_fit_splits=("train",))
+FAST_DYNAMICS = DynamicsConfig(n_members=3, n_elites=2, hidden_sizes=(64, 64), max_epochs=10, batch_size=512)
+#: the gate as pre-registered (GateConfig defaults) except the explanation check: a study has no
+#: Captum explanations, and attribution sanity says nothing about the statistical evidence.
+STUDY_GATE = GateConfig(require_explanation_sanity=False)
+
+
+class StudyConfig(StrictModel):
+    """Settings of `run_study`; `fingerprint()` identifies the replicates they produce."""
+
+    simulator: Literal["sepsis"] = Field("sepsis", description="Simulator drawing the data sets.")
+    spec_path: str = Field(DEFAULT_SPEC, description="Discrete cohort spec (YAML) the study spec derives from.")
+    replicates: int = Field(200, ge=1, description="Independent simulated data sets R.")
+    patients: int = Field(1000, ge=20, description="Simulated patients N per data set (one stay each).")
+    policies: tuple[str, ...] = Field(DEFAULT_CANDIDATES, min_length=1, description="Candidates: clinician, "
+                                      "no-treatment, random, fluids-only, early-vasopressor, bc, cql, cql-kl "
+                                      "or a protocol YAML path. The clinician is always evaluated.")
+    seed: int = Field(0, ge=0, description="Master seed: data sets, policy training, truth, bootstrap.")
+    test_share: float = Field(0.5, gt=0, lt=1, description="Share of each data set's patients evaluated "
+                              "(the rest fit the clinician model and the Q-model).")
+    training_patients: int = Field(4000, ge=100, description="Patients of the separate policy-training data set.")
+    learner_updates: int = Field(3000, ge=1, description="Gradient updates of each learned candidate.")
+    truth_episodes: int = Field(20000, ge=100, description="Closed-loop episodes per candidate for its truth.")
+    truth_chunk: int = Field(5000, ge=100, description="Episodes per closed-loop run (memory bound).")
+    behavior: BehaviorConfig = Field(FAST_BEHAVIOR, description="Clinician model refitted per replicate.")
+    reference_behavior: BehaviorConfig = Field(REFERENCE_BEHAVIOR, description="Clinician model of the "
+                                               "policy-training data (support masks; softening in the truth).")
+    dynamics: DynamicsConfig | None = Field(FAST_DYNAMICS, description="Ensemble per replicate for the "
+                                            "model-based estimate; None skips it.")
+    ope: OPEConfig = Field(FAST_OPE, description="OPE settings; the seed is replaced per replicate.")
+    subgroups: SubgroupDefinition = Field(SubgroupDefinition(), description="Subgroups the gate checks.")
+    gate: GateConfig = Field(STUDY_GATE, description="Pre-registered gate applied to every candidate.")
+
+    @field_validator("policies")
+    @classmethod
+    def _distinct(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"policies must be distinct, got {list(v)}")
+        return v if "clinician" in v else ("clinician", *v)
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """Every evaluated candidate, the clinician first."""
+        return ("clinician", *[p for p in self.policies if p != "clinician"])
+
+    def fingerprint(self) -> str:
+        """sha256 of what determines each replicate's results (not R, not the job count)."""
+        return sha256_json(self.model_dump(mode="json", exclude={"replicates"}))
+
+    def reference_fingerprint(self, spec_sha256: str) -> str:
+        """sha256 of what determines the policy-training data, the study spec and the learned policies."""
+        keep = {"simulator", "seed", "test_share", "training_patients", "learner_updates", "reference_behavior"}
+        return sha256_json({"spec": spec_sha256, **self.model_dump(mode="json", include=keep)})
+
+
+def simulator_config() -> SepsisConfig:
+    """The simulator's calibrated default without readmissions (the closed loop's population)."""
+    base = SepsisConfig()
+    return base.model_copy(update={"population": base.population.model_copy(update={"readmission_share": 0.0})})
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """An independent non-negative 31-bit seed for the stream `keys` of the master `seed`.
+
+    >>> derive_seed(0, 2, 5) == derive_seed(0, 2, 5) != derive_seed(0, 2, 6)
+    True
+    """
+    state = np.random.SeedSequence(entropy=seed, spawn_key=tuple(keys)).generate_state(1)[0]
+    return int(state) & 0x7FFFFFFF
+
+
+#: stream keys of `derive_seed`
+TRAINING_STREAM, TRUTH_STREAM, REPLICATE_STREAM = 0, 1, 2

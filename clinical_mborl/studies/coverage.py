@@ -1,0 +1,219 @@
+"""Coverage arithmetic: how the estimators' intervals behave against the simulator's truth.
+
+Per estimator and candidate, over the replicates where the estimator was defined:
+
+- coverage: share of replicates whose two-sided interval [ci_low, ci_high] contains the true value;
+- lower-bound validity: share whose one-sided lower bound is <= the true value (the bound is
+  valid at 95% if this is >= 0.95); the same two for the paired difference against the
+  clinician (the statistic the gate uses) against the true difference;
+- width (mean ci_high - ci_low), bias (mean estimate - truth), RMSE, SD, mean Kish ESS.
+
+Proportions carry a Wilson 95% interval (their Monte Carlo error over R replicates). Ranking:
+per replicate, the Spearman correlation between an estimator's values and the true values across
+all candidates (mean, median and share >= 0.8 over replicates).
+
+Gate estimator (`select_gate_estimator`): among the estimators run on every candidate, those whose
+two-sided coverage lies in [0.90, 0.98] for every non-clinician candidate AND whose paired-difference
+lower bound holds in >= 95% of replicates for every candidate truly worse than the clinician
+(true difference below -2 MC SE); the narrowest of them. The clinician's own row is reported, not
+used: its estimand (the on-policy mean) is not a candidate the gate decides on.
+
+>>> rows = coverage_rows([{"candidates": {"p": {"estimates": {"wis": {"value": 0.5, "ci_low": 0.4,
+...     "ci_high": 0.6, "lower_bound": 0.45, "ess": 10.0}}}}}], {"p": (0.55, 0.0)}, {"p": (0.0, 0.0)})
+>>> rows[0].coverage, rows[0].lower_bound_valid, round(rows[0].bias, 2)
+(1.0, 1.0, -0.05)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+from scipy.stats import spearmanr
+
+from clinical_mborl.core.models import StrictModel
+from clinical_mborl.simulators.sepsis.ground_truth import wilson_interval
+
+COVERAGE_RANGE = (0.90, 0.98)
+LOWER_BOUND_TARGET = 0.95
+SPEARMAN_TARGET = 0.8
+
+
+class CoverageRow(StrictModel):
+    """One estimator on one candidate, over the replicates."""
+
+    estimator: str
+    candidate: str
+    truth: float
+    truth_mc_se: float
+    truth_difference: float
+    n_replicates: int
+    n_defined: int = Field(description="Replicates where the estimate and its interval were defined.")
+    coverage: float | None
+    coverage_ci: tuple[float, float] | None
+    lower_bound_valid: float | None
+    lower_bound_valid_ci: tuple[float, float] | None
+    difference_coverage: float | None
+    difference_lower_bound_valid: float | None
+    difference_lower_bound_valid_ci: tuple[float, float] | None
+    mean_width: float | None
+    bias: float | None
+    rmse: float | None
+    sd: float | None
+    difference_bias: float | None
+    mean_ess: float | None
+
+
+class RankingRow(StrictModel):
+    estimator: str
+    n_replicates: int
+    spearman_mean: float | None
+    spearman_median: float | None
+    share_at_least_target: float | None
+
+
+class GateEstimatorChoice(StrictModel):
+    """Which estimator meets the gate's targets, with the figures behind the choice."""
+
+    chosen: str | None
+    meets_targets: bool
+    qualifying: list[str]
+    worse_candidates: list[str]
+    per_estimator: dict[str, dict[str, Any]]
+    best_ranking: str | None
+    best_spearman: float | None
+    reason: str
+
+
+def _share(flags: np.ndarray) -> tuple[float | None, tuple[float, float] | None]:
+    if flags.size == 0:
+        return None, None
+    p, lo, hi = wilson_interval(int(flags.sum()), int(flags.size))
+    return float(p), (float(lo), float(hi))
+
+
+def _mean(x: np.ndarray) -> float | None:
+    return float(np.mean(x)) if x.size else None
+
+
+def _field(entries: Sequence[dict[str, Any]], key: str) -> np.ndarray:
+    return np.array([np.nan if e.get(key) is None else float(e[key]) for e in entries], dtype=np.float64)
+
+
+def ok_replicates(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replicates that produced estimates (not an error)."""
+    return [r for r in results if "error" not in r and "candidates" in r]
+
+
+def coverage_rows(results: Sequence[dict[str, Any]], truths: Mapping[str, tuple[float, float]],
+                  differences: Mapping[str, tuple[float, float]]) -> list[CoverageRow]:
+    """Rows for every (estimator, candidate); `truths`/`differences` map candidate -> (value, MC SE)."""
+    reps = ok_replicates(results)
+    rows = []
+    for cand, (truth, se) in truths.items():
+        names = sorted({e for r in reps if cand in r["candidates"] for e in r["candidates"][cand]["estimates"]})
+        for est in names:
+            entries = [r["candidates"][cand]["estimates"].get(est, {}) for r in reps if cand in r["candidates"]]
+            v, lo, hi, lb = (_field(entries, k) for k in ("value", "ci_low", "ci_high", "lower_bound"))
+            d, dlo, dhi, dlb = (_field(entries, k) for k in ("diff", "diff_ci_low", "diff_ci_high",
+                                                              "diff_lower_bound"))
+            ok = np.isfinite(v) & np.isfinite(lo) & np.isfinite(hi) & np.isfinite(lb)
+            dok = np.isfinite(d) & np.isfinite(dlo) & np.isfinite(dhi) & np.isfinite(dlb)
+            true_d = differences[cand][0]
+            cov, cov_ci = _share((lo[ok] <= truth) & (truth <= hi[ok]))
+            lbv, lbv_ci = _share(lb[ok] <= truth)
+            dcov, _ = _share((dlo[dok] <= true_d) & (true_d <= dhi[dok]))
+            dlbv, dlbv_ci = _share(dlb[dok] <= true_d)
+            err = v[ok] - truth
+            ess = _field(entries, "ess")
+            rows.append(CoverageRow(
+                estimator=est, candidate=cand, truth=truth, truth_mc_se=se, truth_difference=true_d,
+                n_replicates=len(entries), n_defined=int(ok.sum()), coverage=cov, coverage_ci=cov_ci,
+                lower_bound_valid=lbv, lower_bound_valid_ci=lbv_ci, difference_coverage=dcov,
+                difference_lower_bound_valid=dlbv, difference_lower_bound_valid_ci=dlbv_ci,
+                mean_width=_mean(hi[ok] - lo[ok]), bias=_mean(err),
+                rmse=float(np.sqrt(np.mean(err**2))) if err.size else None,
+                sd=float(np.std(v[ok], ddof=1)) if ok.sum() > 1 else None,
+                difference_bias=_mean(d[dok] - true_d), mean_ess=_mean(ess[np.isfinite(ess)]),
+            ))
+    return rows
+
+
+def ranking_rows(results: Sequence[dict[str, Any]], truths: Mapping[str, float]) -> list[RankingRow]:
+    """Per-replicate Spearman correlation of each estimator's values with the truths, across candidates."""
+    reps = ok_replicates(results)
+    names = list(truths)
+    estimators = sorted({e for r in reps for c in names if c in r["candidates"]
+                         for e in r["candidates"][c]["estimates"]})
+    out = []
+    target = np.array([truths[c] for c in names])
+    for est in estimators:
+        rhos = []
+        for r in reps:
+            vals = [r["candidates"].get(c, {}).get("estimates", {}).get(est, {}).get("value") for c in names]
+            if any(v is None or not math.isfinite(v) for v in vals):
+                continue
+            rho = spearmanr(np.array(vals, dtype=np.float64), target).statistic
+            if np.isfinite(rho):
+                rhos.append(float(rho))
+        if not rhos:
+            continue  # e.g. the clinician-only on-policy estimate: no ranking across candidates
+        arr = np.array(rhos)
+        out.append(RankingRow(estimator=est, n_replicates=len(rhos), spearman_mean=_mean(arr),
+                              spearman_median=float(np.median(arr)) if arr.size else None,
+                              share_at_least_target=_mean(arr >= SPEARMAN_TARGET) if arr.size else None))
+    return out
+
+
+def worse_than_clinician(differences: Mapping[str, tuple[float, float]]) -> list[str]:
+    """Candidates whose true difference against the clinician is below -2 Monte Carlo SE."""
+    return [c for c, (d, se) in differences.items() if c != "clinician" and d < -2.0 * se]
+
+
+def select_gate_estimator(rows: Sequence[CoverageRow], ranking: Sequence[RankingRow],
+                          differences: Mapping[str, tuple[float, float]]) -> GateEstimatorChoice:
+    """Apply the gate targets (module text) to every estimator; pick the narrowest that meets them."""
+    worse = worse_than_clinician(differences)
+    candidates = [c for c in differences if c != "clinician"]
+    per: dict[str, dict[str, Any]] = {}
+    for est in sorted({r.estimator for r in rows}):
+        mine = {r.candidate: r for r in rows if r.estimator == est}
+        if any(c not in mine or mine[c].coverage is None for c in candidates):
+            continue
+        cov = [mine[c].coverage for c in candidates]
+        dlb = [mine[c].difference_lower_bound_valid for c in worse]
+        vlb = [mine[c].lower_bound_valid for c in worse]
+        cov_ok = all(COVERAGE_RANGE[0] <= float(x) <= COVERAGE_RANGE[1] for x in cov)  # type: ignore[arg-type]
+        lb_ok = all(x is not None and x >= LOWER_BOUND_TARGET for x in dlb)
+        per[est] = {
+            "coverage_min": min(cov), "coverage_max": max(cov),  # type: ignore[type-var]
+            "difference_lower_bound_valid_min_worse": min((x for x in dlb if x is not None), default=None),
+            "value_lower_bound_valid_min_worse": min((x for x in vlb if x is not None), default=None),
+            "mean_width": float(np.mean([mine[c].mean_width or np.nan for c in candidates])),
+            "coverage_ok": cov_ok, "lower_bound_ok": lb_ok,
+        }
+    qualifying = sorted((e for e, p in per.items() if p["coverage_ok"] and p["lower_bound_ok"]),
+                        key=lambda e: per[e]["mean_width"])
+    ranked = [r for r in ranking if r.spearman_mean is not None]
+    best = max(ranked, key=lambda r: r.spearman_mean or -2.0) if ranked else None
+    if qualifying:
+        chosen, reason = qualifying[0], "meets both targets; the narrowest of those that do"
+    elif per:
+        def score(e: str) -> tuple[float, float]:
+            p = per[e]
+            lbm = p["difference_lower_bound_valid_min_worse"]
+            return (lbm if lbm is not None else -1.0, -abs(0.5 * (p["coverage_min"] + p["coverage_max"]) - 0.95))
+
+        chosen = max(per, key=score)
+        reason = ("no estimator meets both targets; this one has the highest paired lower-bound validity "
+                  "on the worse-than-clinician candidates (then coverage closest to 0.95)")
+    else:
+        chosen, reason = None, "no estimator ran on every candidate"
+    return GateEstimatorChoice(
+        chosen=chosen, meets_targets=bool(qualifying), qualifying=qualifying, worse_candidates=worse,
+        per_estimator=per, best_ranking=best.estimator if best else None,
+        best_spearman=best.spearman_mean if best else None, reason=reason,
+    )

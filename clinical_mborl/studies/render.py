@@ -1,0 +1,144 @@
+"""Markdown tables of a study result (`coverage.md`, `gate.md`).
+
+>>> _num(None), _num(0.12345), _pct(0.951)
+('—', '0.123', '95.1%')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clinical_mborl.simulators.sepsis.ground_truth import Z95
+from clinical_mborl.studies.coverage import COVERAGE_RANGE, LOWER_BOUND_TARGET, SPEARMAN_TARGET
+from clinical_mborl.studies.gate_summary import REFUSAL_TARGET
+
+
+def _num(x: float | None, nd: int = 3) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.2e}" if abs(x) >= 1e4 else f"{x:.{nd}f}"
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def _ci(ci: tuple[float, float] | None) -> str:
+    return "" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(r) + " |" for r in rows], ""]
+
+
+def _settings(result: Any) -> list[str]:
+    c = result.config
+    o = c.ope
+    dyn = "none (model-based skipped)" if c.dynamics is None else (
+        f"{c.dynamics.n_members} members / {c.dynamics.n_elites} elites, {list(c.dynamics.hidden_sizes)}, "
+        f"<= {c.dynamics.max_epochs} epochs, {o.model_rollouts} rollouts per stay")
+    t = result.timing
+    return [
+        f"- Data sets: R = {result.n_replicates} independent simulations of N = {c.patients} patients "
+        f"(one stay each); {result.n_errors} refused by the pipeline. Evaluated (test split, share "
+        f"{c.test_share}): {_num(result.mean_patients_evaluated, 1)} patients on average.",
+        f"- Candidates: {', '.join(c.candidates)}. Learned ones trained once on {c.training_patients} separate "
+        f"simulated patients ({c.learner_updates} updates).",
+        f"- OPE: {', '.join(o.estimators)}; patient bootstrap B = {o.n_resamples}, {o.method}, level {o.level}; "
+        f"softening eps = {o.soften_epsilon}; clip = {o.clip}.",
+        f"- Clinician model per replicate: {c.behavior.n_folds} folds (cross-fitted), hidden "
+        f"{list(c.behavior.hidden_sizes)}, <= {c.behavior.max_epochs} epochs. FQE: hidden "
+        f"{list(o.fqe.hidden_sizes)}, {o.fqe.epochs_per_iteration} epochs/iteration, batch {o.fqe.batch_size}, "
+        f"lr {o.fqe.learning_rate}. Dynamics: {dyn}.",
+        f"- Truth: {c.truth_episodes} closed-loop episodes per candidate (common random numbers).",
+        f"- Time: {t.wall_seconds:.0f} s wall for this invocation ({t.replicates_run} replicates run, {t.jobs} "
+        f"job(s)); {_num(t.mean_replicate_seconds, 1)} s per replicate; projected "
+        f"{_num(None if t.projected_wall_seconds_r200 is None else t.projected_wall_seconds_r200 / 60, 1)} min "
+        "wall for R = 200.",
+        "",
+    ]
+
+
+def _truth_table(result: Any) -> list[str]:
+    clin = result.truths["clinician"]
+    rows = []
+    for c, t in result.truths.items():
+        d = t.value - clin.value
+        se = 0.0 if c == "clinician" else (t.mc_se**2 + clin.mc_se**2) ** 0.5
+        rows.append([c, _num(t.value), f"±{_num(Z95 * t.mc_se)}", _pct(t.mortality),
+                     "—" if c == "clinician" else f"{d:+.3f} ±{Z95 * se:.3f}", t.evaluated])
+    return ["## Truth (closed loop)", "",
+            *_table(["candidate", "value", "MC 95%", "mortality", "Δ vs clinician", "evaluated"], rows)]
+
+
+def render_coverage(result: Any) -> str:
+    """The coverage study as markdown."""
+    lines = [f"# Coverage study — sepsis simulator, N = {result.config.patients}, R = {result.n_replicates}", ""]
+    lines += _settings(result) + _truth_table(result)
+    lines += ["## Coverage of the nominal 95% intervals", "",
+              "Coverage and lower-bound (LB) validity in % of the replicates where the estimate was defined "
+              "(n), Wilson 95% interval in brackets; Δ = paired difference vs the clinician (what the gate "
+              "uses). Width, bias and RMSE in reward units (return in [-1, 1]).", ""]
+    rows = [[r.estimator, r.candidate, str(r.n_defined), _pct(r.coverage) + _ci(r.coverage_ci),
+             _pct(r.lower_bound_valid), _pct(r.difference_coverage),
+             _pct(r.difference_lower_bound_valid) + _ci(r.difference_lower_bound_valid_ci),
+             _num(r.mean_width), _num(r.bias), _num(r.rmse), _num(r.mean_ess, 1)]
+            for r in sorted(result.coverage, key=lambda r: (r.estimator, r.candidate))]
+    lines += _table(["estimator", "candidate", "n", "coverage", "LB valid", "Δ coverage", "Δ LB valid",
+                     "width", "bias", "RMSE", "mean ESS"], rows)
+    lines += ["## Ranking across candidates (Spearman vs truth, per replicate)", ""]
+    lines += _table(["estimator", "replicates", "mean", "median", f"share ≥ {SPEARMAN_TARGET}"],
+                    [[r.estimator, str(r.n_replicates), _num(r.spearman_mean), _num(r.spearman_median),
+                      _pct(r.share_at_least_target)] for r in result.ranking])
+    ch = result.choice
+    if ch is not None:
+        lines += ["## Which estimator the gate should use", "",
+                  f"Targets: two-sided coverage in [{COVERAGE_RANGE[0]}, {COVERAGE_RANGE[1]}] for every "
+                  f"non-clinician candidate; paired lower bound valid in ≥ {LOWER_BOUND_TARGET:.0%} of replicates "
+                  f"for every candidate worse than the clinician ({', '.join(ch.worse_candidates) or 'none'}).", ""]
+        lines += _table(["estimator", "coverage min–max", "Δ LB valid (worse, min)", "LB valid (worse, min)",
+                         "mean width", "coverage ok", "LB ok"],
+                        [[e, f"{_pct(p['coverage_min'])}–{_pct(p['coverage_max'])}",
+                          _pct(p["difference_lower_bound_valid_min_worse"]),
+                          _pct(p["value_lower_bound_valid_min_worse"]), _num(p["mean_width"]),
+                          "yes" if p["coverage_ok"] else "no", "yes" if p["lower_bound_ok"] else "no"]
+                         for e, p in ch.per_estimator.items()])
+        lines += [f"- Chosen: **{ch.chosen}** — {ch.reason}. Meets targets: {'yes' if ch.meets_targets else 'NO'}.",
+                  f"- Best ranking: **{ch.best_ranking}** (mean Spearman {_num(ch.best_spearman)}; target "
+                  f"{SPEARMAN_TARGET}).", ""]
+    if result.errors:
+        lines += ["## Replicates refused by the pipeline", "", *[f"- {e}" for e in result.errors], ""]
+    return "\n".join(lines)
+
+
+def render_gate(result: Any) -> str:
+    """The gate study as markdown."""
+    lines = [f"# Gate study — sepsis simulator, N = {result.config.patients}, R = {result.n_replicates}", ""]
+    g = result.config.gate
+    lines += _settings(result) + [
+        f"- Gate: GateConfig defaults (primary {', '.join(g.primary_estimators)}, ESS floor {g.ess_floor}, max "
+        f"weight share {g.max_weight_share}, support ≥ {g.min_support_share} at {g.support_threshold}, margin "
+        f"{g.margin}, subgroups {', '.join(g.subgroup_attributes)} with ≥ {g.min_subgroup_size} patients) "
+        "except the explanation check (no explanations in a study).", ""]
+    lines += _truth_table(result)
+    lines += ["## Gate outcomes", "", "Refused = not passed (fail or inconclusive); Wilson 95% intervals.", ""]
+    rows = []
+    for r in result.gate:
+        top = sorted(r.check_rates.items(), key=lambda kv: -kv[1])[:4]
+        rows.append([r.candidate, f"{r.truth_difference:+.3f}", "yes" if r.worse_than_clinician else "no",
+                     str(r.n_replicates), _pct(r.refused) + _ci(r.refused_ci), _pct(r.failed),
+                     _pct(r.inconclusive), _pct(r.passed) + _ci(r.passed_ci),
+                     "; ".join(f"{k} {_pct(v)}" for k, v in top)])
+    lines += _table(["candidate", "Δ truth", "worse", "n", "refused", "fail", "inconclusive", "passed",
+                     "most frequent reasons"], rows)
+    v = result.verdict
+    if v is not None:
+        lines += [f"- Worse than the clinician: {', '.join(v.worse_candidates) or 'none'}; smallest refusal share "
+                  f"{_pct(v.min_refusal_worse)} (target ≥ {REFUSAL_TARGET:.0%}): "
+                  f"{'met' if v.all_worse_refused else 'NOT met'}.",
+                  f"- Best learned candidate: {v.best_learned or '—'}, passes in {_pct(v.best_learned_pass_share)}"
+                  f"{_ci(v.best_learned_pass_ci)} of the data sets.", ""]
+    if result.errors:
+        lines += ["## Replicates refused by the pipeline", "", *[f"- {e}" for e in result.errors], ""]
+    return "\n".join(lines)

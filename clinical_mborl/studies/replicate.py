@@ -1,0 +1,142 @@
+"""One replicate of a study: a fresh simulated data set and the whole estimation on it.
+
+1. simulate `patients` stays (seed stream `REPLICATE_STREAM`, index r), no readmissions;
+2. build the study cohort (the reference's study spec: fixed level edges, short stays kept);
+3. refit the clinician model (cross-fitted by patient folds on the train split) and, for the
+   model-based estimate, a small dynamics ensemble;
+4. for every candidate (the clinician first): `build_ope_data` on the test split (the Q-model is
+   fitted on the train split), `evaluate_arrays` (every estimator with its BCa patient-bootstrap
+   interval, the paired difference against the clinician on the same resamples, ESS), and for
+   the non-clinician candidates the subgroup differences of the gate's primary estimators and the
+   gate decision (`report.gate.evaluate_gate` on `report.collect.evidence_from_ope`).
+
+The result is a JSON-ready dict (undefined numbers are None). A replicate whose data the
+pipeline refuses (an `InputError`, e.g. no treated step to fit on) is recorded with its error,
+not dropped silently.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from clinical_mborl.behavior import ClinicianPolicy, fit_behavior
+from clinical_mborl.cohort import TransitionSet
+from clinical_mborl.cohort.build import build_cohort
+from clinical_mborl.core.errors import InputError
+from clinical_mborl.dynamics import DynamicsEnsemble, fit_dynamics
+from clinical_mborl.ope import OPEConfig, OPEReport, build_ope_data, evaluate_arrays
+from clinical_mborl.ope.results import finite_or_none
+from clinical_mborl.ope.subgroups import first_step_labels, subgroup_differences
+from clinical_mborl.report.collect import evidence_from_ope
+from clinical_mborl.report.gate import evaluate_gate
+from clinical_mborl.report.inputs import SubgroupResult
+from clinical_mborl.simulators.sepsis import simulate_sepsis
+from clinical_mborl.studies.config import (
+    REPLICATE_STREAM,
+    StudyConfig,
+    derive_seed,
+    simulator_config,
+)
+from clinical_mborl.studies.parallel import state
+from clinical_mborl.studies.reference import StudyReference
+
+ON_POLICY = "on-policy"
+
+
+def replicate_task(index: int) -> dict[str, Any]:
+    """Worker entry point: replicate `index` with the worker's config and reference."""
+    return run_replicate(index, state("config"), state("reference"))
+
+
+def run_replicate(index: int, config: StudyConfig, reference: StudyReference) -> dict[str, Any]:
+    """Simulate, build, fit and evaluate replicate `index`; see the module text."""
+    seed = derive_seed(config.seed, REPLICATE_STREAM, index)
+    started = time.perf_counter()
+    out: dict[str, Any] = {"replicate": index, "seed": seed, "fingerprint": config.fingerprint()}
+    with tempfile.TemporaryDirectory(prefix="clinical_mborl_study_") as tmp:
+        try:
+            simulate_sepsis(config.patients, seed, Path(tmp) / "ehr", config=simulator_config())
+            build_cohort(reference.spec, Path(tmp) / "ehr", Path(tmp) / "cohort", progress=False, validate=False)
+            transitions = TransitionSet.load(Path(tmp) / "cohort")
+            out.update(estimate_all(transitions, config, reference, seed))
+        except InputError as exc:
+            out["error"] = str(exc)
+    out["seconds"] = time.perf_counter() - started
+    return out
+
+
+def replicate_ope_config(config: StudyConfig, seed: int) -> OPEConfig:
+    """The study's OPE settings with this replicate's bootstrap and Q-model seed."""
+    return config.ope.model_copy(update={"seed": seed, "fqe": config.ope.fqe.model_copy(update={"seed": seed})})
+
+
+def fit_nuisance(transitions: TransitionSet, config: StudyConfig, seed: int
+                 ) -> tuple[ClinicianPolicy, DynamicsEnsemble | None]:
+    """The replicate's clinician model and (if the model-based estimate is asked for) dynamics."""
+    behavior = fit_behavior(transitions, config.behavior.model_copy(update={"seed": seed}))
+    dynamics = None
+    if config.dynamics is not None and "model_based" in config.ope.estimators:
+        dynamics = fit_dynamics(transitions, config.dynamics.model_copy(update={"seed": seed}), quiet=True)
+    return behavior, dynamics
+
+
+def estimate_all(transitions: TransitionSet, config: StudyConfig, reference: StudyReference,
+                 seed: int) -> dict[str, Any]:
+    """OPE (and the gate) for every candidate on one replicate's cohort."""
+    behavior, dynamics = fit_nuisance(transitions, config, seed)
+    ope = replicate_ope_config(config, seed)
+    labels = first_step_labels(transitions, ope.eval_splits, config.subgroups)
+    candidates: dict[str, Any] = {}
+    n_patients = 0
+    for name in config.candidates:
+        policy = behavior if name == "clinician" else reference.candidate(
+            name, transitions.feature_names, transitions.manifest.action_space)
+        data = build_ope_data(policy, transitions, behavior, dynamics, ope)
+        report = evaluate_arrays(data, ope, policy=name)
+        n_patients = report.n_patients
+        record = report_record(report, include_on_policy=name == "clinician")
+        if name != "clinician":
+            primaries = [e for e in config.gate.primary_estimators
+                         if e in ope.estimators and e not in report.skipped]
+            subs = subgroup_differences(data, labels, primaries, ope) if primaries else []
+            results = [SubgroupResult.model_validate(s.model_dump()) for s in subs]
+            decision = evaluate_gate(evidence_from_ope(report, results), config.gate)
+            record["gate"] = {
+                "status": decision.status,
+                "failed": [c.name for c in decision.checks if c.status == "fail"],
+                "inconclusive": [c.name for c in decision.checks if c.status == "inconclusive"],
+            }
+            record["subgroups"] = [{"attribute": s.attribute, "level": s.level, "estimator": s.estimator,
+                                    "n_patients": s.n_patients, "difference": finite_or_none(s.difference),
+                                    "lower_bound": finite_or_none(s.lower_bound)} for s in subs]
+        candidates[name] = record
+    return {"n_patients_eval": n_patients, "candidates": candidates}
+
+
+def report_record(report: OPEReport, include_on_policy: bool = False) -> dict[str, Any]:
+    """The numbers of one `OPEReport` a study aggregates (JSON-ready)."""
+    estimates: dict[str, dict[str, Any]] = {}
+    entries = ([report.clinician] if include_on_policy else []) + list(report.estimates)
+    for e in entries:
+        name = ON_POLICY if e is report.clinician else e.estimator
+        estimates[name] = {"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high,
+                           "lower_bound": e.lower_bound, "ess": e.ess,
+                           "n_undefined": e.diagnostics.get("n_undefined_resamples")}
+    for d in report.differences:
+        estimates[d.estimator].update(diff=d.value, diff_ci_low=d.ci_low, diff_ci_high=d.ci_high,
+                                      diff_lower_bound=d.lower_bound, diff_n_undefined=d.n_undefined_resamples)
+    if include_on_policy:
+        estimates[ON_POLICY].update(diff=0.0, diff_ci_low=0.0, diff_ci_high=0.0, diff_lower_bound=0.0,
+                                    diff_n_undefined=0)
+    weighted = next((e for e in report.estimates if e.ess is not None), None)
+    diag = dict(weighted.diagnostics) if weighted is not None else {}
+    return {
+        "estimates": estimates,
+        "skipped": dict(report.skipped),
+        "hcope_lower_bound": report.high_confidence.lower_bound,
+        "overlap": {k: diag.get(k) for k in ("ess", "ess_min_step", "max_weight_share", "clipped_share",
+                                              "support_share_outside")},
+    }
