@@ -51,6 +51,9 @@ def ground_truth(
         "levels the policy uses; default: build one from a simulated reference cohort."),
     spec: Path = typer.Option(Path("cohorts/sepsis_fluids_vasopressors.yaml"), "--spec",
                               help="Cohort spec for the reference cohort when --cohort is not given."),
+    behavior: Path | None = typer.Option(
+        None, "--behavior", help="Behaviour-policy artifact: needed by policies trained with a clinician "
+        "support mask or KL constraint, and for protocol YAMLs that defer to the clinician."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Silence the progress bar."),
 ) -> None:
     """Run a policy in closed loop on the simulator; print its true value and mortality (95% MC intervals).
@@ -59,13 +62,13 @@ def ground_truth(
     """
     QUIET["value"] = QUIET["value"] or quiet
     result = run_library_call(
-        lambda: _run_ground_truth(sim, policy, episodes, seed, cohort, spec, progress=progress_enabled())
+        lambda: _run_ground_truth(sim, policy, episodes, seed, cohort, spec, behavior, progress=progress_enabled())
     )
     print_json(result.model_dump(mode="json"))
 
 
 def _run_ground_truth(sim: str, policy: str, episodes: int, seed: int, cohort: Path | None, spec: Path,
-                      progress: bool) -> Any:
+                      behavior: Path | None, progress: bool) -> Any:
     """Resolve the cohort and the policy, then call `evaluate_in_closed_loop`."""
     from tqdm import tqdm
 
@@ -84,9 +87,11 @@ def _run_ground_truth(sim: str, policy: str, episodes: int, seed: int, cohort: P
     elif policy == "oracle":
         resolved = Oracle()
     else:
+        from clinical_mborl.behavior import ClinicianPolicy
         from clinical_mborl.policies.loading import load_policy
 
-        resolved = load_policy(policy, transitions)
+        clinician = ClinicianPolicy.load(behavior) if behavior is not None else None
+        resolved = load_policy(policy, transitions, clinician)
     manifest = transitions.manifest
     with tqdm(total=manifest.spec.time.n_steps, desc="closed loop", unit="step", disable=not progress,
               leave=False) as bar:

@@ -67,13 +67,11 @@ def concat(batches: list[Batch]) -> Batch:
     return Batch(**out)
 
 
-def real_batch(transitions: TransitionSet, log_pb: Tensor | None = None,
-               reward_penalty: Tensor | None = None) -> Batch:
+def real_batch(transitions: TransitionSet, log_pb: Tensor | None = None) -> Batch:
     """All rows of `transitions` as one Batch (states normalised with the cohort normaliser).
 
     `log_pb` [n, A] is log pi_b on these rows; `next_log_pb` is taken from the next row of the
     same stay (the next state of step t is the state of step t + 1), and is unused at `end`.
-    `reward_penalty` [n] is subtracted from the rewards (continuous support penalty).
     """
     a = transitions.arrays(normalised=True)
     if a.actions.ndim == 1:
@@ -82,8 +80,6 @@ def real_batch(transitions: TransitionSet, log_pb: Tensor | None = None,
         dose_max = torch.tensor([d.dose_max for d in transitions.manifest.action_space.dimensions])
         actions = scale_doses(torch.as_tensor(a.doses, dtype=torch.float32), dose_max)
     rewards = torch.as_tensor(a.rewards, dtype=torch.float32)
-    if reward_penalty is not None:
-        rewards = rewards - reward_penalty
     next_log_pb = None
     if log_pb is not None:
         n = len(a)

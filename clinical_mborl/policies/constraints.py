@@ -51,7 +51,8 @@ class ConstraintConfig:
 
     support_penalty: float = 1.0
     """Continuous only: reward -= support_penalty * max(0, log threshold - log pi_b~(a|s)) on every
-    transition, pi_b~ = clinician density in box-scaled units (BRAC value penalty, Wu et al. 2019)."""
+    model-rollout transition (the learned policy's doses; recorded doses are never charged),
+    pi_b~ = the clinician's likelihood in box-scaled units (BRAC value penalty, Wu et al. 2019)."""
 
     kl_weight: float = 0.0
     """Discrete only: w in max_pi E_pi[Q] + tau H(pi) - w KL(pi || pi_b). Actor-critic: added to the

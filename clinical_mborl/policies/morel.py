@@ -100,8 +100,9 @@ def pessimistic_mdp(dynamics: DynamicsModel, data: TrainingData, config: MorelCo
     if not scale > 0:
         raise InputError(f"morel: the ensemble's disagreement on the data is {scale}; expected > 0. "
                          "Train the dynamics with at least 2 distinct elite members.")
-    halt = halt_reward(data.real.rewards, data.real.end, data.gamma, int(dynamics.n_steps),
-                       config.halt_penalty_scale)
+    train = data.transitions.split("train").arrays(normalised=False)
+    halt = halt_reward(torch.as_tensor(train.rewards), torch.as_tensor(train.end), data.gamma,
+                       int(dynamics.n_steps), config.halt_penalty_scale)
     return PessimisticMDP(config.kappa * scale, halt)
 
 

@@ -20,6 +20,7 @@ lands, an OPE lower bound will replace it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -153,27 +154,44 @@ class Selection:
     table: list[dict[str, Any]]
 
 
+Scorer = Callable[[LearnedPolicy], dict[str, float]]
+"""A policy -> a dict with at least "score" (higher is better); e.g. an OPE lower bound."""
+
+
 def select_policy(algo: str, transitions: TransitionSet, behavior: Any, dynamics: DynamicsModel | None,
                   base: LearnerConfig | None = None, grid: tuple[dict[str, Any], ...] | None = None,
-                  config: SelectionConfig | None = None) -> Selection:
-    """Train every grid point of `algo` and keep the one with the best held-out score."""
-    if dynamics is None:
-        raise InputError("selection: the model-based held-out value needs the dynamics ensemble; "
-                         "pass it (`--dynamics DIR`).")
+                  config: SelectionConfig | None = None, scorer: Scorer | None = None,
+                  criterion: str = "model_based_value") -> Selection:
+    """Train every grid point of `algo` and keep the one with the best held-out score.
+
+    `scorer` replaces the model-based value (e.g. an OPE lower bound on the val split, supplied
+    by a stage above this one: `policies` cannot import `ope`); name it with `criterion`.
+    """
     config = config or SelectionConfig()
+    if scorer is None:
+        if dynamics is None:
+            raise InputError("selection: the model-based held-out value needs the dynamics ensemble; "
+                             "pass it (`--dynamics DIR`).")
+        reference = reference_uncertainty(dynamics, transitions.split("train"))
+        ensemble = dynamics
+
+        def scorer(policy: LearnedPolicy) -> dict[str, float]:
+            return model_based_value(policy, transitions, ensemble, config, reference).to_dict()
+
     candidates = grid_configs(algo, base or default_config(algo), grid)
     points = grid if grid is not None else GRIDS[algo]
     table: list[dict[str, Any]] = []
     best: tuple[float, int, LearnedPolicy] | None = None
-    reference = reference_uncertainty(dynamics, transitions.split("train"))
     for i, cfg in enumerate(candidates):
         policy = train_policy(algo, transitions, behavior, dynamics, cfg)
-        value = model_based_value(policy, transitions, dynamics, config, reference)
-        table.append({"index": i, "settings": dict(points[i]), **value.to_dict()})
-        if best is None or value.score > best[0]:
-            best = (value.score, i, policy)
+        scored = scorer(policy)
+        if "score" not in scored:
+            raise InputError(f"selection: the scorer must return a dict with 'score'; got keys {sorted(scored)}.")
+        table.append({"index": i, "settings": dict(points[i]), **scored})
+        if best is None or scored["score"] > best[0]:
+            best = (float(scored["score"]), i, policy)
     assert best is not None
     chosen = best[2]
-    chosen.config["selection"] = {"criterion": "model_based_value", "settings": asdict(config),
+    chosen.config["selection"] = {"criterion": criterion, "settings": asdict(config),
                                   "table": table, "best_index": best[1]}
     return Selection(chosen, best[1], table)

@@ -25,7 +25,7 @@ from clinical_mborl.core.errors import InputError
 from clinical_mborl.core.seeding import seed_everything
 from clinical_mborl.policies.buffers import Batch, ReplayBuffer, concat, real_batch
 from clinical_mborl.policies.config import LearnerConfig, ModelBasedConfig
-from clinical_mborl.policies.constraints import ClinicianPrior, density_penalty
+from clinical_mborl.policies.constraints import ClinicianPrior
 from clinical_mborl.policies.learned import Head, LearnedPolicy, OutputSettings
 from clinical_mborl.policies.rollouts import (
     ActFn,
@@ -67,14 +67,11 @@ def prepare(transitions: TransitionSet, behavior: Any, dynamics: DynamicsModel |
     prior = None
     if behavior is not None and uses_behavior and config.constraint.needs_behavior(space.kind):
         prior = ClinicianPrior(behavior, transitions.normalizer, space)
-    log_pb, penalty = None, None
-    if prior is not None and space.kind == "discrete":
-        log_pb = prior.dataset_log_proba(transitions, "train")
-    elif prior is not None:
-        a = train.arrays(normalised=True)
-        density = prior.log_density_scaled(torch.as_tensor(a.states), torch.as_tensor(a.doses))
-        penalty = density_penalty(density, config.constraint)
-    real = real_batch(train, log_pb, penalty)
+    # Dose levels: pi_b on dataset rows (out-of-fold) for the mask and KL. Continuous doses: the
+    # support penalty charges the learned policy's doses in model rollouts only; the clinicians'
+    # recorded doses are in support by definition, however the density estimate rates them.
+    log_pb = prior.dataset_log_proba(transitions, "train") if prior is not None and space.kind == "discrete" else None
+    real = real_batch(train, log_pb)
     return TrainingData(transitions, real, prior, float(transitions.manifest.gamma), real.states.shape[1])
 
 

@@ -35,12 +35,6 @@ def test_continuous_actions_are_stored_box_scaled() -> None:
     assert (b.actions[untreated] < -0.99).all()
 
 
-def test_reward_penalty_is_subtracted() -> None:
-    train = TS.split("train")
-    plain, penalised = real_batch(train), real_batch(train, reward_penalty=torch.full((len(train),), 0.5))
-    torch.testing.assert_close(penalised.rewards, plain.rewards - 0.5)
-
-
 def _rows(start: int, n: int) -> Batch:
     x = torch.arange(start, start + n, dtype=torch.float32)[:, None]
     return Batch(states=x, actions=torch.zeros(n, dtype=torch.long), rewards=x[:, 0], next_states=x,

@@ -11,7 +11,7 @@ from clinical_mborl.policies import ComboConfig
 from clinical_mborl.policies.buffers import Batch, concat
 from clinical_mborl.policies.combo import combo_critic_loss, sampled_logsumexp
 from clinical_mborl.policies.cql import cql_term
-from clinical_mborl.policies.networks import DiscreteQ
+from clinical_mborl.policies.networks import DiscreteQ, TwinContinuousQ
 from clinical_mborl.policies.sac import SacAgent
 
 from .conftest import Cohort
@@ -116,7 +116,9 @@ def test_sampled_logsumexp_is_exact_for_a_flat_critic(continuous_cohort: Cohort)
     with torch.no_grad():
         for p in agent.critic.parameters():
             p.zero_()
-        agent.critic.net.biases[-1].fill_(1.5)
+        critic = agent.critic
+        assert isinstance(critic, TwinContinuousQ)
+        critic.net.biases[-1].fill_(1.5)
     est = sampled_logsumexp(agent, torch.randn(16, 4), torch.Generator().manual_seed(0), 64)
     exact = 1.5 + 2 * math.log(2.0)
     assert est.shape == (2, 16)

@@ -50,6 +50,7 @@ def test_soft_value_is_the_optimum_of_the_regularised_objective(q: np.ndarray, p
     qt = torch.as_tensor(q)
     log_pb = torch.as_tensor(p / p.sum(1, keepdims=True)).log()
     mask = support_mask(log_pb, 0.1)
+    assert mask is not None
     v = soft_value(qt, log_pb, mask, tau, w)
     log_pi = regularised_logits(qt, log_pb, mask, tau, w).log_softmax(-1)
     pi = log_pi.exp()

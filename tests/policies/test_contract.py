@@ -11,6 +11,7 @@ import torch
 from clinical_mborl.core.errors import ArtifactError, InputError
 from clinical_mborl.core.policy import ContinuousPolicy, Policy
 from clinical_mborl.policies import LearnedPolicy, default_config, train_policy
+from clinical_mborl.policies.config import LearnerConfig
 from clinical_mborl.policies.constraints import ClinicianPrior, support_mask
 from clinical_mborl.policies.train import MODEL_BASED
 
@@ -21,7 +22,7 @@ CASES = [(algo, kind) for algo in ("bc", "cql", "mopo", "morel", "combo")
 _CACHE: dict[tuple[str, str, int], LearnedPolicy] = {}
 
 
-def _config(algo: str, seed: int = 0, **extra: object) -> object:
+def _config(algo: str, seed: int = 0, **extra: object) -> LearnerConfig:
     fast = {**(FAST_MODEL if algo in MODEL_BASED else FAST), **extra}
     return default_config(algo, n_updates=25, seed=seed, **fast)
 

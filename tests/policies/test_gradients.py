@@ -85,5 +85,5 @@ def test_bc_weight_adds_the_data_log_likelihood_to_the_actor_loss(continuous_coh
     agent, batch = _agent_and_batch(continuous_cohort, bc_weight=bc_weight)
     loss, _, _ = agent.actor_loss(batch, torch.Generator().manual_seed(0))
     free, _, _ = _agent_and_batch(continuous_cohort, bc_weight=0.0)[0].actor_loss(batch, torch.Generator().manual_seed(0))
-    nll = -agent.actor.log_likelihood(batch.states, batch.actions).mean()
+    nll = -agent.gaussian.log_likelihood(batch.states, batch.actions).mean()
     torch.testing.assert_close(loss, free + bc_weight * nll)

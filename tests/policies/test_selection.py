@@ -9,6 +9,7 @@ import torch
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.policies import (
     GRIDS,
+    MopoConfig,
     RandomPolicy,
     SelectionConfig,
     default_config,
@@ -54,7 +55,8 @@ def test_clinician_value_lies_within_the_window_bounds(discrete_cohort: Cohort) 
 def test_grids_cover_the_published_settings() -> None:
     assert {p["beta"] for p in GRIDS["combo"]} == {0.5, 1.0, 5.0}
     assert {p["horizon"] for p in GRIDS["combo"]} == {1, 5}
-    configs = grid_configs("mopo", default_config("mopo"))
+    configs = [c for c in grid_configs("mopo", default_config("mopo")) if isinstance(c, MopoConfig)]
+    assert len(configs) == 4
     assert [(c.lam, c.horizon) for c in configs] == [(0.5, 1), (0.5, 5), (2.0, 1), (2.0, 5)]
     assert all(c.real_fraction == 0.05 for c in configs)
     with pytest.raises(InputError, match="unknown algorithm"):
@@ -78,3 +80,15 @@ def test_selection_keeps_the_best_scoring_candidate(discrete_cohort: Cohort) -> 
 def test_selection_needs_the_ensemble(discrete_cohort: Cohort) -> None:
     with pytest.raises(InputError, match="dynamics"):
         select_policy("bc", discrete_cohort.transitions, discrete_cohort.behavior, None)
+
+
+def test_a_custom_scorer_replaces_the_model_value(discrete_cohort: Cohort) -> None:
+    c = discrete_cohort
+    base = default_config("bc", n_updates=3, **FAST)
+    grid = ({"lr": 1e-3}, {"lr": 1e-2})
+    scores = iter([0.2, 0.7])
+    chosen = select_policy("bc", c.transitions, c.behavior, None, base, grid,
+                           scorer=lambda policy: {"score": next(scores), "ess": 10.0}, criterion="wdr_lower_bound")
+    assert chosen.best_index == 1 and chosen.policy.config["lr"] == 1e-2
+    assert chosen.policy.config["selection"]["criterion"] == "wdr_lower_bound"
+    assert chosen.table[0] == {"index": 0, "settings": {"lr": 1e-3}, "score": 0.2, "ess": 10.0}
