@@ -33,7 +33,9 @@ from clinical_mborl.core.models import StrictModel
 from clinical_mborl.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics
 from clinical_mborl.explain.adapters import explain_learned_policy
 from clinical_mborl.explain.explanation import ExplainConfig, save_explanation
-from clinical_mborl.ope.policy_eval import evaluate_policy
+from clinical_mborl.ope.evaluate import evaluate_arrays
+from clinical_mborl.ope.policy_eval import build_ope_data
+from clinical_mborl.ope.subgroups import evaluate_subgroups
 from clinical_mborl.ope.results import OPEConfig
 from clinical_mborl.policies import train_policy
 from clinical_mborl.policies.train import default_config
@@ -65,13 +67,12 @@ class PipelineConfig(StrictModel):
     def demo(cls, **overrides: Any) -> PipelineConfig:
         """Small settings that finish in minutes on a 2-core CPU (see README for the timing)."""
         base: dict[str, Any] = {
-            "patients": 1500,
-            "behavior": {"n_folds": 3, "hidden_sizes": (64,), "max_epochs": 15},
-            "dynamics": {"hidden_sizes": (128, 128, 128), "n_members": 5, "n_elites": 3, "max_epochs": 12,
-                         "batch_size": 512},
-            "policy": {"n_updates": 3000, "hidden": (128, 128), "rollout_batch": 1000},
+            "patients": 3000,
+            "behavior": {"n_folds": 3, "hidden_sizes": (64,), "max_epochs": 30},
+            "dynamics": {"hidden_sizes": (200, 200, 200), "n_members": 7, "n_elites": 5, "max_epochs": 40},
+            "policy": {"n_updates": 8000},
             "ope": {"n_resamples": 2000, "model_rollouts": 5},
-            "explain": {"max_rows": 128, "shapley_samples": 100, "n_baselines": 32},
+            "explain": {"max_rows": 256, "shapley_samples": 100, "n_baselines": 32},
         }
         base.update(overrides)
         return cls(**base)
@@ -96,8 +97,6 @@ def _timed(timings: dict[str, float], name: str, fn: Callable[[], Any], progress
 
 def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress: bool = True) -> PipelineResult:
     """Run every stage in order on a freshly simulated cohort; return where the reports are."""
-    from clinical_mborl.ope.subgroups import evaluate_subgroups
-
     config = config or PipelineConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,9 +125,10 @@ def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress
         cfg = default_config(algo, seed=config.seed, quiet=quiet, **config.policy)
         policy = _timed(t, f"train_{algo}", lambda a=algo, c=cfg: train_policy(a, ts, behavior, ensemble, c), progress)
         policy.save(out / algo)
-        ope = _timed(t, f"evaluate_{algo}", lambda p=policy, a=algo: evaluate_policy(
-            p, ts, behavior, ensemble, ope_cfg, out_dir=out / f"ope_{a}"), progress)
-        subgroups = evaluate_subgroups(policy, ts, behavior, ope_cfg)
+        data = _timed(t, f"evaluate_{algo}", lambda p=policy: build_ope_data(p, ts, behavior, ensemble, ope_cfg),
+                      progress)
+        evaluate_arrays(data, ope_cfg, policy=policy.name).write(out / f"ope_{algo}")
+        subgroups = evaluate_subgroups(data, ts, ope_cfg.estimators, ope_cfg)
         atomic_write_json(out / f"ope_{algo}" / "subgroups.json", [s.model_dump(mode="json") for s in subgroups])
         explanation = _timed(t, f"explain_{algo}", lambda p=policy: explain_learned_policy(
             p, ts, "test", ExplainConfig(seed=config.seed, **config.explain)), progress)
@@ -139,7 +139,6 @@ def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress
             subgroups=out / f"ope_{a}" / "subgroups.json"), progress)
         reports[algo] = str(paths.html)
         gates[algo] = json.loads(Path(paths.json).read_text())["gate"]["status"]
-        del ope
 
     candidates = [str(out / a) for a in config.algorithms] + list(config.baselines)
     score_cfg = ScoringConfig(ope=ope_cfg, jobs=config.jobs)

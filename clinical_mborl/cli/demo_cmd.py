@@ -11,7 +11,7 @@ from clinical_mborl.cli.common import print_json, progress_enabled, run_library_
 
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for every artifact of the run."),
-    patients: int = typer.Option(1500, "--patients", help="Simulated ICU stays."),
+    patients: int = typer.Option(3000, "--patients", help="Simulated ICU stays."),
     seed: int = typer.Option(0, "--seed", help="Seed of the whole run."),
     jobs: int = typer.Option(1, "--jobs", help="Worker processes for scoring."),
 ) -> None:
