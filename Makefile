@@ -5,6 +5,9 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
+# Small networks train fastest single-threaded on a shared 2-core machine; override as you like.
+OMP_NUM_THREADS ?= 1
+export OMP_NUM_THREADS
 
 .PHONY: install demo test lint schemas bench clean
 

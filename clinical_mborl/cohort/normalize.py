@@ -37,7 +37,8 @@ class Normalizer:
     def inverse(self, z: np.ndarray) -> np.ndarray:
         x = np.asarray(z, dtype=np.float64) * self.std + self.mean
         if self.log.any():
-            x[..., self.log] = np.expm1(x[..., self.log])
+            # Model rollouts can leave the data range; cap the exponent instead of overflowing to inf.
+            x[..., self.log] = np.expm1(np.minimum(x[..., self.log], 700.0))
         return x
 
     def to_dict(self) -> dict[str, list[float] | list[str] | list[bool]]:
