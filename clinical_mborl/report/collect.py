@@ -170,4 +170,5 @@ def evidence_from_ope(report: OPEReport, subgroups: Sequence[SubgroupResult] = (
         split=",".join(report.settings.eval_splits), level=report.settings.level, paired=paired,
         overlap=overlap, support=support, explanation=expl,
         subgroups=[SubgroupEvidence(attribute=g.attribute, level=g.level, n_patients=g.n_patients,
-                                    difference=g.difference, lower_bound=g.lower_bound) for g in subgroups])
+                                    estimator=g.estimator, difference=g.difference, lower_bound=g.lower_bound)
+                   for g in subgroups])

@@ -77,6 +77,7 @@ class SubgroupEvidence(StrictModel):
     attribute: str
     level: str
     n_patients: int = Field(ge=0)
+    estimator: str | None = Field(None, description="OPE estimator; only the gate's primary estimators are checked.")
     difference: float
     lower_bound: float
 
@@ -197,12 +198,13 @@ def _subgroup_checks(ev: GateEvidence, cfg: GateConfig) -> list[GateCheck]:
     margin = cfg.margin if cfg.subgroup_margin is None else cfg.subgroup_margin
     checks = []
     for attr in cfg.subgroup_attributes:
-        groups = [g for g in ev.subgroups if g.attribute == attr]
+        groups = [g for g in ev.subgroups if g.attribute == attr
+                  and (g.estimator is None or g.estimator in cfg.primary_estimators)]
         if not groups:
             checks.append(GateCheck(name=f"subgroups ({attr})", status="fail", threshold=margin,
                                     detail="no subgroup evidence for this pre-registered attribute"))
         for g in groups:
-            name = f"subgroup {attr}={g.level}"
+            name = f"subgroup {attr}={g.level}" + (f" ({g.estimator})" if g.estimator else "")
             if g.n_patients < cfg.min_subgroup_size:
                 status: CheckStatus = "fail" if cfg.small_subgroup_policy == "fail" else "not_evaluated"
                 checks.append(GateCheck(name=name, status=status, threshold=margin,

@@ -123,3 +123,20 @@ def test_helpers():
     assert o.max_weight_share == pytest.approx(0.5)
     s = support_evidence(np.array([0.01, 0.05, 0.5, 0.9]), 0.05)
     assert s.share_in_support == pytest.approx(0.75)
+
+
+def test_subgroup_checks_use_only_the_primary_estimators():
+    from clinical_mborl.report.gate import GateConfig, SubgroupEvidence, evaluate_gate
+
+    from .factory import evidence as make_evidence
+    from .factory import ope_entries, toy_explanation
+
+    base = make_evidence(ope_entries(200), [], toy_explanation())
+    groups = [SubgroupEvidence(attribute="sex", level=lvl, n_patients=100, estimator=est, difference=0.1,
+                               lower_bound=lb)
+              for lvl in ("female", "male") for est, lb in (("wdr", 0.05), ("dr", -9.0))]
+    cfg = GateConfig(primary_estimators=("wdr",), subgroup_attributes=("sex",), require_explanation_sanity=False)
+    checks = [c for c in evaluate_gate(base.model_copy(update={"subgroups": groups}), cfg).checks
+              if c.name.startswith("subgroup")]
+    assert [c.name for c in checks] == ["subgroup sex=female (wdr)", "subgroup sex=male (wdr)"]
+    assert all(c.status == "pass" for c in checks)
