@@ -62,7 +62,7 @@ def truth(policy: Any, ts: TransitionSet, episodes: int) -> dict[str, float]:
 
 def main() -> None:
     args = parse()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     work = Path(args.work)
     spec = load_cohort_spec(args.spec)
     t0 = time.perf_counter()

@@ -4,8 +4,10 @@ A replicate must cost seconds, so the nuisance models are small and documented h
 
 - clinician (behaviour) model per replicate: 2 patient folds (cross-fitted), one hidden layer of
   32 units, at most 20 epochs with early stopping on an inner calibration share, temperature-scaled;
-- Q-model (FQE, behind DR/WDR/FQE): MLP 64x64, 2 epochs per FQE iteration, batches of 2,048
-  rows, learning rate 1e-2 (window + 1 iterations, the exact finite-horizon recursion);
+- Q-model (FQE, behind DR/WDR/FQE): the project's `FQEConfig` defaults (MLP 64x64, 4 epochs per
+  iteration, batches of 1,024, learning rate 3e-3, window + 1 iterations). A cheaper setting
+  (2 epochs of 2,048-row batches) under-fitted: every FQE value shrank toward 0 (bias -0.1 to -0.34
+  on four candidates at N = 1,000), so it was not used;
 - dynamics ensemble (model-based estimate): 3 members / 2 elites, 64x64, at most 10 epochs,
   5 rollouts per evaluation stay;
 - patient bootstrap: B = 2,000 resamples, BCa, level 0.95 (the project's report defaults).
@@ -47,8 +49,8 @@ FAST_BEHAVIOR = BehaviorConfig(n_folds=2, hidden_sizes=(32,), max_epochs=20, pat
                                fit_splits=("train",), eval_splits=("test",))
 REFERENCE_BEHAVIOR = BehaviorConfig(n_folds=3, hidden_sizes=(64, 64), max_epochs=40, fit_splits=("train",),
                                     eval_splits=("test",))
-FAST_FQE = FQEConfig(hidden_sizes=(64, 64), epochs_per_iteration=2, batch_size=2048, learning_rate=1e-2, n_folds=2)
-FAST_OPE = OPEConfig(n_resamples=2000, method="bca", fqe=FAST_FQE, model_rollouts=5,
+STUDY_FQE = FQEConfig()
+FAST_OPE = OPEConfig(n_resamples=2000, method="bca", fqe=STUDY_FQE, model_rollouts=5,
                      eval_splits=("test",), q_fit_splits=("train",))
 FAST_DYNAMICS = DynamicsConfig(n_members=3, n_elites=2, hidden_sizes=(64, 64), max_epochs=10, batch_size=512)
 #: the gate as pre-registered (GateConfig defaults) except the explanation check: a study has no

@@ -75,6 +75,19 @@ class RankingRow(StrictModel):
     share_at_least_target: float | None
 
 
+class OverlapRow(StrictModel):
+    """Importance-weight diagnostics of one candidate over the replicates (why IS works or fails)."""
+
+    candidate: str
+    n_replicates: int
+    ess_mean: float | None
+    ess_median: float | None
+    ess_min_step_mean: float | None = Field(description="Smallest per-decision ESS over steps (PDWIS/WDR).")
+    max_weight_share_mean: float | None
+    support_outside_mean: float | None = Field(description="Share of recommended steps the clinician gives "
+                                                           "probability below the support threshold.")
+
+
 class GateEstimatorChoice(StrictModel):
     """Which estimator meets the gate's targets, with the figures behind the choice."""
 
@@ -165,6 +178,22 @@ def ranking_rows(results: Sequence[dict[str, Any]], truths: Mapping[str, float])
         out.append(RankingRow(estimator=est, n_replicates=len(rhos), spearman_mean=_mean(arr),
                               spearman_median=float(np.median(arr)) if arr.size else None,
                               share_at_least_target=_mean(arr >= SPEARMAN_TARGET) if arr.size else None))
+    return out
+
+
+def overlap_rows(results: Sequence[dict[str, Any]], candidates: Sequence[str]) -> list[OverlapRow]:
+    """Mean (and median) overlap diagnostics per candidate."""
+    reps = ok_replicates(results)
+    out = []
+    for cand in candidates:
+        diags = [r["candidates"][cand].get("overlap", {}) for r in reps if cand in r["candidates"]]
+        cols = {k: _field(diags, k) for k in ("ess", "ess_min_step", "max_weight_share", "support_share_outside")}
+        fin = {k: v[np.isfinite(v)] for k, v in cols.items()}
+        out.append(OverlapRow(candidate=cand, n_replicates=len(diags), ess_mean=_mean(fin["ess"]),
+                              ess_median=float(np.median(fin["ess"])) if fin["ess"].size else None,
+                              ess_min_step_mean=_mean(fin["ess_min_step"]),
+                              max_weight_share_mean=_mean(fin["max_weight_share"]),
+                              support_outside_mean=_mean(fin["support_share_outside"])))
     return out
 
 

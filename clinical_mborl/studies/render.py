@@ -72,10 +72,21 @@ def _truth_table(result: Any) -> list[str]:
             *_table(["candidate", "value", "MC 95%", "mortality", "Δ vs clinician", "evaluated"], rows)]
 
 
+def _overlap_table(result: Any) -> list[str]:
+    rows = [[r.candidate, _num(r.ess_mean, 1), _num(r.ess_median, 1), _num(r.ess_min_step_mean, 1),
+             _num(r.max_weight_share_mean), _pct(r.support_outside_mean)] for r in result.overlap]
+    return ["## Overlap (importance weights of the softened candidates, mean over replicates)", "",
+            f"Kish ESS of the trajectory weights out of {_num(result.mean_patients_evaluated, 0)} evaluated "
+            "patients; the smallest per-decision ESS over steps; the largest single weight's share; the share "
+            "of recommended steps outside clinician support.", "",
+            *_table(["candidate", "ESS mean", "ESS median", "min per-step ESS", "max weight share",
+                     "outside support"], rows)]
+
+
 def render_coverage(result: Any) -> str:
     """The coverage study as markdown."""
     lines = [f"# Coverage study — sepsis simulator, N = {result.config.patients}, R = {result.n_replicates}", ""]
-    lines += _settings(result) + _truth_table(result)
+    lines += _settings(result) + _truth_table(result) + _overlap_table(result)
     lines += ["## Coverage of the nominal 95% intervals", "",
               "Coverage and lower-bound (LB) validity in % of the replicates where the estimate was defined "
               "(n), Wilson 95% interval in brackets; Δ = paired difference vs the clinician (what the gate "
@@ -121,7 +132,7 @@ def render_gate(result: Any) -> str:
         f"weight share {g.max_weight_share}, support ≥ {g.min_support_share} at {g.support_threshold}, margin "
         f"{g.margin}, subgroups {', '.join(g.subgroup_attributes)} with ≥ {g.min_subgroup_size} patients) "
         "except the explanation check (no explanations in a study).", ""]
-    lines += _truth_table(result)
+    lines += _truth_table(result) + _overlap_table(result)
     lines += ["## Gate outcomes", "", "Refused = not passed (fail or inconclusive); Wilson 95% intervals.", ""]
     rows = []
     for r in result.gate:

@@ -31,9 +31,11 @@ from clinical_mborl.studies.config import StudyConfig
 from clinical_mborl.studies.coverage import (
     CoverageRow,
     GateEstimatorChoice,
+    OverlapRow,
     RankingRow,
     coverage_rows,
     ok_replicates,
+    overlap_rows,
     ranking_rows,
     select_gate_estimator,
 )
@@ -69,6 +71,7 @@ class StudyResult(StrictModel):
     errors: list[str]
     mean_patients_evaluated: float | None
     truths: dict[str, TruthRecord]
+    overlap: list[OverlapRow] = Field(default_factory=list)
     coverage: list[CoverageRow] = Field(default_factory=list)
     ranking: list[RankingRow] = Field(default_factory=list)
     choice: GateEstimatorChoice | None = None
@@ -147,7 +150,7 @@ def summarise(kind: StudyKind, config: StudyConfig, results: list[dict[str, Any]
         kind=kind, config=config, fingerprint=config.fingerprint(), reference_dir=reference_dir,
         n_replicates=len(results), n_errors=len(errors), errors=errors[:20],
         mean_patients_evaluated=(sum(r["n_patients_eval"] for r in ok) / len(ok)) if ok else None,
-        truths=truths,
+        truths=truths, overlap=overlap_rows(results, config.candidates),
         timing=StudyTiming(wall_seconds=wall, replicates_run=ran, mean_replicate_seconds=mean_s, jobs=jobs,
                            projected_wall_seconds_r200=None if mean_s is None else mean_s * 200 / jobs),
     )

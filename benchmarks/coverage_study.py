@@ -1,0 +1,75 @@
+"""Benchmark: the OPE coverage study on the sepsis simulator (issue 5, "Must show").
+
+For each N (default 1,000 and 5,000 patients) it runs `clinical_mborl.studies.run_study("coverage")`
+with the library's default StudyConfig (7 candidates, every estimator, B = 2,000 BCa, fast nuisance
+models: see `clinical_mborl/studies/config.py`), R replicates, in steps of `--step` so that a
+wall-time budget per N can stop it early: the study resumes from its saved replicates, and the
+table is written for the replicates done, with the projected time for R = 200 in it.
+
+Results: `benchmarks/results/coverage_N{N}.md` and `.json` (copied from the study folder).
+The reference (policy-training data, learned candidates, truth cache) is shared by every N and by
+`benchmarks/gate_study.py` under `--work`.
+
+Run: OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/coverage_study.py --patients 1000 5000 \\
+         --replicates 200 --budget-minutes 60 40 > /tmp/coverage_study.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from clinical_mborl.studies import StudyConfig, run_study
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def log(line: str) -> None:
+    sys.stdout.write(f"[{time.strftime('%H:%M:%S')}] {line}\n")
+    sys.stdout.flush()
+
+
+def run_one(n: int, replicates: int, budget_s: float, step: int, jobs: int, work: Path, seed: int) -> None:
+    """Run (or resume) the study at N = n until R = replicates or the budget is spent."""
+    started = time.perf_counter()
+    out = work / f"coverage_N{n}"
+    done = 0
+    while done < replicates:
+        target = min(replicates, done + step)
+        result = run_study("coverage", StudyConfig(replicates=target, patients=n, seed=seed), out,
+                           ref_dir=work / "reference", jobs=jobs, log=log)
+        done = result.n_replicates
+        spent = time.perf_counter() - started
+        per = result.timing.mean_replicate_seconds or 0.0
+        log(f"N={n}: {done} replicates in {spent:.0f} s (mean {per:.1f} s/replicate/worker)")
+        if spent + per * step / jobs > budget_s:
+            log(f"N={n}: budget of {budget_s:.0f} s reached at R={done}; projected wall for R=200: "
+                f"{(result.timing.projected_wall_seconds_r200 or 0) / 60:.1f} min")
+            break
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for ext in ("md", "json"):
+        shutil.copyfile(out / f"coverage.{ext}", RESULTS / f"coverage_N{n}.{ext}")
+    log(f"N={n}: wrote {RESULTS / f'coverage_N{n}.md'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--replicates", type=int, default=200)
+    parser.add_argument("--budget-minutes", type=float, nargs="+", default=[600.0],
+                        help="Wall-time budget per N (one value for all, or one per N).")
+    parser.add_argument("--step", type=int, default=10, help="Replicates between budget checks.")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/clinical_mborl_studies"))
+    args = parser.parse_args()
+    budgets = args.budget_minutes * len(args.patients) if len(args.budget_minutes) == 1 else args.budget_minutes
+    for n, minutes in zip(args.patients, budgets, strict=True):
+        run_one(n, args.replicates, 60.0 * minutes, args.step, args.jobs, args.work, args.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Benchmark: the gate study on the sepsis simulator (issue 6, first "Must show").
+
+Runs `clinical_mborl.studies.run_study("gate")` with the default StudyConfig (GateConfig defaults
+without the explanation check, subgroups sex / age band / severity) over R >= 100 simulated data
+sets of N patients. With the same `--work`, N and seed as `benchmarks/coverage_study.py` it reads
+the coverage study's replicates (each replicate already holds every candidate's gate decision),
+so only missing replicates are computed.
+
+Results: `benchmarks/results/gate_N{N}.md` and `.json`.
+
+Run: OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/gate_study.py --patients 1000 \\
+         --replicates 100 > /tmp/gate_study.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from clinical_mborl.studies import StudyConfig, run_study
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def log(line: str) -> None:
+    sys.stdout.write(f"[{time.strftime('%H:%M:%S')}] {line}\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--replicates", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/clinical_mborl_studies"))
+    args = parser.parse_args()
+    if args.replicates < 100:
+        log("note: the issue asks for R >= 100; this run is a smaller one")
+    out = args.work / f"coverage_N{args.patients}"  # shared with the coverage study
+    result = run_study("gate", StudyConfig(replicates=args.replicates, patients=args.patients, seed=args.seed),
+                       out, ref_dir=args.work / "reference", jobs=args.jobs, log=log)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for ext in ("md", "json"):
+        shutil.copyfile(out / f"gate.{ext}", RESULTS / f"gate_N{args.patients}.{ext}")
+    v = result.verdict
+    log(f"wrote {RESULTS / f'gate_N{args.patients}.md'}; worse refused >= 95%: "
+        f"{v.all_worse_refused if v else None}; best learned {v.best_learned if v else None} passes "
+        f"{v.best_learned_pass_share if v else None}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""A tiny study end to end (R=3, N=60): files, resume, refusal of other settings, atomic writes, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clinical_mborl.behavior import BehaviorConfig
+from clinical_mborl.cli.study_cmd import app
+from clinical_mborl.core import io as core_io
+from clinical_mborl.core.errors import InputError
+from clinical_mborl.dynamics import DynamicsConfig
+from clinical_mborl.ope import FQEConfig, OPEConfig
+from clinical_mborl.studies import StudyConfig, StudyResult, run_study
+
+TINY_BEHAVIOR = BehaviorConfig(n_folds=2, hidden_sizes=(), max_epochs=2, fit_splits=("train",), eval_splits=("test",))
+
+
+def tiny_config(**changes: object) -> StudyConfig:
+    base = StudyConfig(
+        replicates=3, patients=60, policies=("clinician", "no-treatment", "bc"), training_patients=150,
+        learner_updates=5, truth_episodes=100, truth_chunk=100, behavior=TINY_BEHAVIOR,
+        reference_behavior=TINY_BEHAVIOR,
+        dynamics=DynamicsConfig(n_members=2, n_elites=1, hidden_sizes=(8,), max_epochs=1),
+        ope=OPEConfig(n_resamples=50, model_rollouts=1, eval_splits=("test",),
+                      fqe=FQEConfig(hidden_sizes=(), n_iterations=2, epochs_per_iteration=1)),
+    )
+    return base.model_copy(update=changes)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, StudyResult, StudyResult]:
+    out = tmp_path_factory.mktemp("study")
+    coverage = run_study("coverage", tiny_config(), out, jobs=1, log=lambda _: None)
+    gate = run_study("gate", tiny_config(), out, jobs=1, log=lambda _: None)
+    return out, coverage, gate
+
+
+def test_the_coverage_study_runs_end_to_end(study):
+    out, result, _ = study
+    assert result.n_replicates == 3 and result.n_errors == 0 and result.timing.replicates_run == 3
+    assert sorted(p.name for p in (out / "replicates").iterdir()) == [f"rep_0000{i}.json" for i in range(3)]
+    assert StudyResult.model_validate_json((out / "coverage.json").read_text()) == result
+    cells = {(r.estimator, r.candidate) for r in result.coverage}
+    for est in ("wis", "pdwis", "dr", "wdr", "fqe", "model_based"):
+        assert {(est, c) for c in ("clinician", "no-treatment", "bc")} <= cells
+    assert ("on-policy", "clinician") in cells
+    assert all(r.n_replicates == 3 for r in result.coverage)
+    assert {r.estimator for r in result.ranking} >= {"wis", "fqe"}
+    assert result.choice is not None and result.choice.worse_candidates is not None
+    text = (out / "coverage.md").read_text()
+    for heading in ("## Truth", "## Coverage of the nominal 95% intervals", "## Ranking", "## Which estimator"):
+        assert heading in text
+
+
+def test_the_truth_is_the_softened_candidates_and_the_simulated_clinicians(study):
+    _, result, _ = study
+    assert result.truths["clinician"].soften_epsilon == 0.0
+    assert "simulated clinician" in result.truths["clinician"].evaluated
+    assert result.truths["no-treatment"].soften_epsilon == 0.01
+    assert "softened with eps=0.01" in result.truths["no-treatment"].evaluated
+    assert all(t.episodes == 100 and 0 < t.included <= 100 for t in result.truths.values())
+
+
+def test_the_gate_study_reuses_the_replicates(study):
+    out, coverage, gate = study
+    assert gate.timing.replicates_run == 0 and gate.truths == coverage.truths
+    rows = {r.candidate: r for r in gate.gate}
+    assert set(rows) == {"no-treatment", "bc"}
+    for r in rows.values():
+        assert r.n_replicates == 3
+        assert r.refused + r.passed == pytest.approx(1.0)
+    assert gate.verdict is not None and gate.verdict.best_learned == "bc"
+    assert "## Gate outcomes" in (out / "gate.md").read_text()
+    replicate = json.loads((out / "replicates" / "rep_00000.json").read_text())
+    assert replicate["candidates"]["bc"]["gate"]["status"] in ("pass", "fail", "inconclusive")
+    assert "gate" not in replicate["candidates"]["clinician"]
+
+
+def test_other_settings_in_the_same_folder_are_refused(study):
+    out, _, _ = study
+    with pytest.raises(InputError, match="other settings"):
+        run_study("coverage", tiny_config(patients=61), out, jobs=1, log=lambda _: None)
+
+
+def test_summaries_are_written_atomically(study, monkeypatch):
+    out, _, _ = study
+    before = (out / "coverage.json").read_bytes()
+
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(core_io.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        run_study("coverage", tiny_config(), out, jobs=1, log=lambda _: None)
+    monkeypatch.undo()
+    assert (out / "coverage.json").read_bytes() == before
+    assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_the_command_line(study, tmp_path):
+    out, _, _ = study
+    cfg = tmp_path / "study.json"
+    cfg.write_text(tiny_config().model_dump_json())
+    runner = CliRunner()
+    ok = runner.invoke(app, ["coverage", "--config", str(cfg), "--out", str(out), "--jobs", "1", "-q"])
+    assert ok.exit_code == 0, ok.output
+    summary = json.loads(ok.stdout)
+    assert summary["replicates"] == 3 and summary["table"].endswith("coverage.md")
+    bad = runner.invoke(app, ["gate", "--config", str(cfg), "--sim", "mimic", "--out", str(out), "-q"])
+    assert bad.exit_code == 2 and "simulator" in bad.output

@@ -1,0 +1,98 @@
+"""The truth is the value of what OPE estimates: the softened policy, the simulated clinician."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from clinical_mborl.cohort.toy import make_toy_transitions
+from clinical_mborl.core.errors import InputError
+from clinical_mborl.ope import OPEConfig, soften
+from clinical_mborl.policies import NoTreatmentPolicy, RandomPolicy
+from clinical_mborl.simulators.sepsis.policies import UsualCare
+from clinical_mborl.studies import parallel, truth
+from clinical_mborl.studies.candidates import (
+    SoftenedPolicy,
+    build_candidate,
+    resolve_kind,
+    truth_policy,
+)
+from clinical_mborl.studies.config import StudyConfig
+
+
+@pytest.fixture()
+def toy():
+    ts = make_toy_transitions(20, seed=0)
+    return ts, np.random.default_rng(0).normal(size=(7, len(ts.feature_names))) + 50.0
+
+
+def test_softened_policy_is_the_mixture_ope_evaluates(toy):
+    ts, x = toy
+    pe = NoTreatmentPolicy(ts.feature_names, ts.manifest.action_space)
+    pb = RandomPolicy(ts.feature_names, ts.manifest.action_space)
+    soft = SoftenedPolicy(pe, pb, 0.2)
+    want = soften(pe.action_probabilities(x), pb.action_probabilities(x), 0.2)
+    assert np.allclose(soft.action_probabilities(x), want)
+    draws = soft.sample_actions(np.repeat(x[:1], 4000, axis=0), np.random.default_rng(1))
+    assert abs(np.mean(draws == 0) - want[0, 0]) < 0.03
+    assert soft.name == pe.name and soft.feature_names == ts.feature_names
+
+
+def test_truth_policy_matches_the_softening_setting(toy):
+    ts, _ = toy
+    pe = NoTreatmentPolicy(ts.feature_names, ts.manifest.action_space)
+    pb = RandomPolicy(ts.feature_names, ts.manifest.action_space)
+    assert isinstance(truth_policy("clinician", None, pb, 0.01), UsualCare)
+    assert isinstance(truth_policy("no-treatment", pe, pb, 0.01), SoftenedPolicy)
+    assert truth_policy("no-treatment", pe, pb, 0.0) is pe
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.05])
+def test_the_closed_loop_receives_the_softened_candidate(monkeypatch, toy, eps):
+    ts, x = toy
+    pb = RandomPolicy(ts.feature_names, ts.manifest.action_space)
+    seen = {}
+
+    def fake_closed_loop(policy, spec, manifest, n_episodes, seed, config=None):
+        seen.update(policy=policy, n=n_episodes, seed=seed, readmissions=config.population.readmission_share)
+        return SimpleNamespace(value=0.3, value_ci_low=0.2, value_ci_high=0.4, included=n_episodes - 1,
+                               mortality=0.25, policy=policy.name)
+
+    reference = SimpleNamespace(
+        manifest=ts.manifest, behavior=pb, spec=ts.manifest.spec,
+        candidate=lambda name, f, s: build_candidate(name, f, s, {}))
+    monkeypatch.setattr(truth, "evaluate_in_closed_loop", fake_closed_loop)
+    monkeypatch.setattr(parallel, "_STATE", {"config": StudyConfig(ope=OPEConfig(soften_epsilon=eps)),
+                                             "reference": reference})
+    out = truth.truth_chunk_task(("no-treatment", 2, 101))
+    assert seen["n"] == 101 and seen["readmissions"] == 0.0 and out["included"] == 100
+    direct = NoTreatmentPolicy(ts.feature_names, ts.manifest.action_space).action_probabilities(x)
+    got = seen["policy"].action_probabilities(x)
+    assert np.allclose(got, soften(direct, pb.action_probabilities(x), eps))
+    assert isinstance(seen["policy"], SoftenedPolicy) == (eps > 0)
+    truth.truth_chunk_task(("clinician", 2, 101))
+    assert isinstance(seen["policy"], UsualCare)
+
+
+def test_pooling_chunks_weights_by_included_episodes():
+    chunks = [{"value": 0.5, "se": 0.02, "included": 300, "deaths": 60, "episodes": 301, "seconds": 1.0},
+              {"value": 0.1, "se": 0.04, "included": 100, "deaths": 40, "episodes": 100, "seconds": 2.0}]
+    rec = truth.pool_chunks("p", "p", 0.01, "softened", chunks)
+    assert rec.value == pytest.approx(0.4)
+    assert rec.mc_se == pytest.approx(np.sqrt((300 * 0.02) ** 2 + (100 * 0.04) ** 2) / 400)
+    assert (rec.mortality, rec.episodes, rec.included, rec.chunks) == (0.25, 401, 400, 2)
+
+
+def test_truth_cache_key_depends_on_softening_and_episodes():
+    a = truth.truth_key("bc", StudyConfig(), "ref")
+    assert a == truth.truth_key("bc", StudyConfig(replicates=7, patients=99), "ref")
+    assert a != truth.truth_key("bc", StudyConfig(ope=OPEConfig(soften_epsilon=0.05)), "ref")
+    assert a != truth.truth_key("bc", StudyConfig(truth_episodes=999), "ref")
+    assert truth.chunk_sizes(StudyConfig(truth_episodes=12000, truth_chunk=5000)) == [5000, 5000, 2000]
+
+
+def test_unknown_candidates_are_refused():
+    with pytest.raises(InputError, match="expected clinician"):
+        resolve_kind("morel-please")
