@@ -33,9 +33,7 @@ from clinical_mborl.core.models import StrictModel
 from clinical_mborl.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics
 from clinical_mborl.explain.adapters import explain_learned_policy
 from clinical_mborl.explain.explanation import ExplainConfig, save_explanation
-from clinical_mborl.ope.evaluate import evaluate_arrays
-from clinical_mborl.ope.policy_eval import build_ope_data
-from clinical_mborl.ope.subgroups import evaluate_subgroups
+from clinical_mborl.ope.policy_eval import evaluate_policy
 from clinical_mborl.ope.results import OPEConfig
 from clinical_mborl.policies import train_policy
 from clinical_mborl.policies.train import default_config
@@ -125,18 +123,14 @@ def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress
         cfg = default_config(algo, seed=config.seed, quiet=quiet, **config.policy)
         policy = _timed(t, f"train_{algo}", lambda a=algo, c=cfg: train_policy(a, ts, behavior, ensemble, c), progress)
         policy.save(out / algo)
-        data = _timed(t, f"evaluate_{algo}", lambda p=policy: build_ope_data(p, ts, behavior, ensemble, ope_cfg),
-                      progress)
-        evaluate_arrays(data, ope_cfg, policy=policy.name).write(out / f"ope_{algo}")
-        subgroups = evaluate_subgroups(data, ts, ope_cfg.estimators, ope_cfg)
-        atomic_write_json(out / f"ope_{algo}" / "subgroups.json", [s.model_dump(mode="json") for s in subgroups])
+        _timed(t, f"evaluate_{algo}", lambda p=policy, a=algo: evaluate_policy(
+            p, ts, behavior, ensemble, ope_cfg, out_dir=out / f"ope_{a}"), progress)  # + subgroups.json
         explanation = _timed(t, f"explain_{algo}", lambda p=policy: explain_learned_policy(
             p, ts, "test", ExplainConfig(seed=config.seed, **config.explain)), progress)
         save_explanation(explanation, out / f"explain_{algo}")
         paths = _timed(t, f"report_{algo}", lambda a=algo: report_from_artifacts(
             str(out / a), out / "cohort", out / "behavior", out / f"ope_{a}", out / f"report_{a}",
-            dynamics=out / "dynamics", explanation=out / f"explain_{a}",
-            subgroups=out / f"ope_{a}" / "subgroups.json"), progress)
+            dynamics=out / "dynamics", explanation=out / f"explain_{a}"), progress)
         reports[algo] = str(paths.html)
         gates[algo] = json.loads(Path(paths.json).read_text())["gate"]["status"]
 

@@ -34,6 +34,7 @@ import torch
 from clinical_mborl.behavior import ClinicianPolicy
 from clinical_mborl.cohort import TransitionArrays, TransitionSet
 from clinical_mborl.core.errors import InputError
+from clinical_mborl.core.io import atomic_write_json
 from clinical_mborl.core.policy import Policy
 from clinical_mborl.dynamics import DynamicsEnsemble
 from clinical_mborl.ope.data import OPEData, soften
@@ -43,6 +44,7 @@ from clinical_mborl.ope.model_based import model_based_returns, softened_sampler
 from clinical_mborl.ope.results import OPEConfig, OPEReport
 
 Q_ESTIMATORS = ("dr", "wdr", "fqe")
+SUBGROUPS_FILE = "subgroups.json"
 
 
 def evaluate_policy(
@@ -53,12 +55,20 @@ def evaluate_policy(
     config: OPEConfig | None = None,
     out_dir: str | Path | None = None,
 ) -> OPEReport:
-    """Off-policy evaluation of `policy` on the held-out split; writes `out_dir/ope.json` if given."""
+    """Off-policy evaluation of `policy` on the held-out split.
+
+    With `out_dir`, writes `ope.json` and `subgroups.json` (the paired difference per sex, age band
+    and severity level, same resamples; read by `clinical-mborl report` for the gate).
+    """
     config = config or OPEConfig()
     data = build_ope_data(policy, transitions, behavior, dynamics, config)
     report = evaluate_arrays(data, config, policy=policy.name)
     if out_dir is not None:
+        from clinical_mborl.ope.subgroups import evaluate_subgroups
+
         report.write(out_dir)
+        subgroups = evaluate_subgroups(data, transitions, config.estimators, config)
+        atomic_write_json(Path(out_dir) / SUBGROUPS_FILE, [g.model_dump(mode="json") for g in subgroups])
     return report
 
 

@@ -73,6 +73,8 @@ def report_from_artifacts(policy: str, cohort: str | Path, behavior: str | Path,
     ope_path = Path(ope) / OPE_FILE if Path(ope).is_dir() else Path(ope)
     ope_report = OPEReport.model_validate_json(_read_text(ope_path, "ope.json"))
     summary = load_explanation(explanation).summary if explanation is not None else None
+    if subgroups is None and (ope_path.parent / "subgroups.json").is_file():
+        subgroups = ope_path.parent / "subgroups.json"  # written by `evaluate` beside ope.json
     subs = [SubgroupResult.model_validate(s) for s in _read_structured(Path(subgroups), "subgroups")] if subgroups else []
     cfg = load_gate_config(gate_config)
     decision = evaluate_gate(evidence_from_ope(ope_report, subs, summary), cfg)
