@@ -31,19 +31,26 @@ def version() -> None:
 
 def _register() -> None:
     # Command groups (one module each). Imported here so `clinical_mborl.cli.app` stays the root.
-    from clinical_mborl.cli import cohort_cmd, schemas_cmd, train_cmd
+    from clinical_mborl.cli import (
+        cohort_cmd,
+        demo_cmd,
+        evaluate_cmd,
+        explain_cmd,
+        recommend_cmd,
+        report_cmd,
+        schemas_cmd,
+        score_cmd,
+        simulate_cmd,
+        study_cmd,
+        train_cmd,
+    )
 
     app.add_typer(cohort_cmd.app, name="cohort")
     app.add_typer(schemas_cmd.app, name="schemas")
     app.add_typer(train_cmd.app, name="train")
-    __import__("clinical_mborl.cli.simulate_cmd", fromlist=["register"]).register(app)
-    __import__("clinical_mborl.cli.evaluate_cmd", fromlist=["register"]).register(app)
-    __import__("clinical_mborl.cli.explain_cmd", fromlist=["register"]).register(app)
-    __import__("clinical_mborl.cli.report_cmd", fromlist=["register"]).register(app)
-    __import__("clinical_mborl.cli.score_cmd", fromlist=["register"]).register(app)
-    __import__("clinical_mborl.cli.demo_cmd", fromlist=["register"]).register(app)
-    __import__("clinical_mborl.cli.study_cmd", fromlist=["register"]).register(app)
-    __import__("clinical_mborl.cli.recommend_cmd", fromlist=["register"]).register(app)
+    for module in (simulate_cmd, evaluate_cmd, explain_cmd, report_cmd, score_cmd, demo_cmd, recommend_cmd,
+                   study_cmd):
+        module.register(app)
 
 
 _register()
