@@ -103,6 +103,10 @@ def main() -> None:
     write(rows, args)
 
 
+def _sd(x: list[float]) -> float:
+    return statistics.stdev(x) if len(x) > 1 else 0.0
+
+
 def write(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -116,11 +120,10 @@ def write(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         if not rs:
             continue
         vals, mort = [r["value"] for r in rs], [100 * r["mortality"] for r in rs]
-        sd = (lambda x: statistics.stdev(x) if len(x) > 1 else 0.0)
         train = f"{statistics.mean(r['train_s'] for r in rs):.0f}" if "train_s" in rs[0] else ""
         sps = f"{statistics.mean(r['steps_per_s'] for r in rs):.0f}" if "steps_per_s" in rs[0] else ""
-        lines.append(f"| {name} | {len(rs)} | {statistics.mean(vals):.3f} ± {sd(vals):.3f} | "
-                     f"{statistics.mean(mort):.1f} ± {sd(mort):.1f} | "
+        lines.append(f"| {name} | {len(rs)} | {statistics.mean(vals):.3f} ± {_sd(vals):.3f} | "
+                     f"{statistics.mean(mort):.1f} ± {_sd(mort):.1f} | "
                      f"{statistics.mean(mort) - 100 * clin['mortality']:+.1f} | {train} | {sps} |")
     text = "\n".join(lines) + "\n"
     out.with_suffix(".md").write_text(text)

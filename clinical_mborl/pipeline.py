@@ -84,11 +84,13 @@ class PipelineResult(StrictModel):
     timings_s: dict[str, float]
 
 
-def _timed(timings: dict[str, float], name: str, fn: Callable[[], Any], progress: bool) -> Any:
-    if progress:
+def _timed(timings: dict[str, float], name: str, announce: bool, fn: Callable[..., Any], *args: Any,
+           **kwargs: Any) -> Any:
+    """Call `fn(*args, **kwargs)`, announce it when `announce`, record its wall time."""
+    if announce:
         print(f"[clinical-mborl] {name} ...", flush=True)
     t0 = time.perf_counter()
-    result = fn()
+    result = fn(*args, **kwargs)
     timings[name] = round(time.perf_counter() - t0, 2)
     return result
 
@@ -102,17 +104,15 @@ def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress
     quiet = not progress
     spec = load_cohort_spec(config.spec)
 
-    _timed(t, "simulate", lambda: simulate_sepsis(config.patients, config.seed, out / "ehr", progress=progress),
-           progress)
-    _timed(t, "cohort", lambda: build_cohort(spec, out / "ehr", out / "cohort", progress=progress), progress)
+    _timed(t, "simulate", progress, simulate_sepsis, config.patients, config.seed, out / "ehr", progress=progress)
+    _timed(t, "cohort", progress, build_cohort, spec, out / "ehr", out / "cohort", progress=progress)
     ts = TransitionSet.load(out / "cohort")
 
-    behavior = _timed(t, "behavior", lambda: fit_behavior(ts, BehaviorConfig(seed=config.seed, **config.behavior)),
-                      progress)
+    behavior = _timed(t, "behavior", progress, fit_behavior, ts, BehaviorConfig(seed=config.seed, **config.behavior))
     behavior.save(out / "behavior")
     behavior = ClinicianPolicy.load(out / "behavior")
     dyn_cfg = DynamicsConfig(seed=config.seed, **config.dynamics)
-    ensemble = _timed(t, "dynamics", lambda: fit_dynamics(ts, dyn_cfg, quiet=quiet), progress)
+    ensemble = _timed(t, "dynamics", progress, fit_dynamics, ts, dyn_cfg, quiet=quiet)
     ensemble.save(out / "dynamics")
     ensemble = DynamicsEnsemble.load(out / "dynamics")
 
@@ -121,24 +121,24 @@ def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress
     gates: dict[str, str] = {}
     for algo in config.algorithms:
         cfg = default_config(algo, seed=config.seed, quiet=quiet, **config.policy)
-        policy = _timed(t, f"train_{algo}", lambda a=algo, c=cfg: train_policy(a, ts, behavior, ensemble, c), progress)
+        policy = _timed(t, f"train_{algo}", progress, train_policy, algo, ts, behavior, ensemble, cfg)
         policy.save(out / algo)
-        _timed(t, f"evaluate_{algo}", lambda p=policy, a=algo: evaluate_policy(
-            p, ts, behavior, ensemble, ope_cfg, out_dir=out / f"ope_{a}"), progress)  # + subgroups.json
-        explanation = _timed(t, f"explain_{algo}", lambda p=policy: explain_learned_policy(
-            p, ts, "test", ExplainConfig(seed=config.seed, **config.explain)), progress)
+        # evaluate writes ope.json and subgroups.json (read by the report for the gate)
+        _timed(t, f"evaluate_{algo}", progress, evaluate_policy, policy, ts, behavior, ensemble, ope_cfg,
+               out_dir=out / f"ope_{algo}")
+        explanation = _timed(t, f"explain_{algo}", progress, explain_learned_policy, policy, ts, "test",
+                             ExplainConfig(seed=config.seed, **config.explain))
         save_explanation(explanation, out / f"explain_{algo}")
-        paths = _timed(t, f"report_{algo}", lambda a=algo: report_from_artifacts(
-            str(out / a), out / "cohort", out / "behavior", out / f"ope_{a}", out / f"report_{a}",
-            dynamics=out / "dynamics", explanation=out / f"explain_{a}"), progress)
+        paths = _timed(t, f"report_{algo}", progress, report_from_artifacts, str(out / algo), out / "cohort",
+                       out / "behavior", out / f"ope_{algo}", out / f"report_{algo}", dynamics=out / "dynamics",
+                       explanation=out / f"explain_{algo}")
         reports[algo] = str(paths.html)
         gates[algo] = json.loads(Path(paths.json).read_text())["gate"]["status"]
 
     candidates = [str(out / a) for a in config.algorithms] + list(config.baselines)
     score_cfg = ScoringConfig(ope=ope_cfg, jobs=config.jobs)
-    table = _timed(t, "score", lambda: score_candidates(candidates, ts, behavior, ensemble, score_cfg,
-                                                          out / "scores", progress=progress), progress)
-    del table
+    _timed(t, "score", progress, score_candidates, candidates, ts, behavior, ensemble, score_cfg, out / "scores",
+           progress=progress)
     result = PipelineResult(out=str(out), reports=reports, scores=str(out / "scores" / "scores.html"),
                             gate=gates, timings_s=t)
     atomic_write_json(out / "pipeline.json", {"config": config.model_dump(mode="json"),

@@ -19,7 +19,7 @@ from clinical_mborl.behavior import ClinicianPolicy
 from clinical_mborl.cohort import TransitionSet
 from clinical_mborl.core.io import atomic_write_with
 from clinical_mborl.policies import load_policy
-from clinical_mborl.report.guard import record_export, recommend_guard
+from clinical_mborl.report.guard import recommend_guard, record_export
 
 RECOMMENDATIONS_FILE = "recommendations.csv"
 

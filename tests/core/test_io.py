@@ -1,7 +1,12 @@
 import pytest
 
 from clinical_mborl.core.errors import ValidationFailed, Violation
-from clinical_mborl.core.io import atomic_directory, atomic_write_json, atomic_write_with, sha256_json
+from clinical_mborl.core.io import (
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_with,
+    sha256_json,
+)
 
 
 def test_failed_write_leaves_no_file(tmp_path):
