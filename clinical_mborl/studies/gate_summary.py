@@ -11,8 +11,8 @@ best learned candidate (highest true value among the learned ones) reported with
 
 >>> reps = [{"candidates": {"p": {"gate": {"status": "fail", "failed": ["ESS floor"], "inconclusive": []}}}}]
 >>> row = gate_rows(reps, {"p": (-0.1, 0.01)})[0]
->>> row.refused, row.check_rates["ESS floor"]
-(1.0, 1.0)
+>>> row.refused, row.check_rates["ESS floor"], row.passed_without_overlap
+(1.0, 1.0, 1.0)
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from clinical_mborl.simulators.sepsis.ground_truth import wilson_interval
 from clinical_mborl.studies.coverage import ok_replicates, worse_than_clinician
 
 REFUSAL_TARGET = 0.95
+#: the checks on overlap and support; what is left is the statistical evidence (agreement, margins, subgroups)
+OVERLAP_CHECKS = frozenset({"ESS floor", "max weight share", "support"})
 
 
 class GateRow(StrictModel):
@@ -46,6 +48,9 @@ class GateRow(StrictModel):
     passed_ci: tuple[float, float]
     check_rates: dict[str, float] = Field(description="Check name -> share of replicates failing it "
                                                        "or inconclusive on it.")
+    passed_without_overlap: float = Field(description="Share of replicates in which every check other than "
+                                                      "the overlap and support ones passed: what the "
+                                                      "statistical evidence alone would have released.")
 
 
 class GateStudyVerdict(StrictModel):
@@ -71,6 +76,7 @@ def gate_rows(results: Sequence[dict[str, Any]], differences: Mapping[str, tuple
         checks: Counter[str] = Counter()
         for g in gates:
             checks.update(set(g["failed"]) | set(g["inconclusive"]))
+        stats_only = sum(1 for g in gates if not (set(g["failed"]) | set(g["inconclusive"])) - OVERLAP_CHECKS)
         refused = n - status["pass"]
         _, rlo, rhi = wilson_interval(refused, n)
         _, plo, phi = wilson_interval(status["pass"], n)
@@ -79,6 +85,7 @@ def gate_rows(results: Sequence[dict[str, Any]], differences: Mapping[str, tuple
             n_replicates=n, passed=status["pass"] / n, failed=status["fail"] / n,
             inconclusive=status["inconclusive"] / n, refused=refused / n, refused_ci=(rlo, rhi),
             passed_ci=(plo, phi), check_rates={k: v / n for k, v in sorted(checks.items())},
+            passed_without_overlap=stats_only / n,
         ))
     return out
 

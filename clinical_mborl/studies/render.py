@@ -133,16 +133,18 @@ def render_gate(result: Any) -> str:
         f"{g.margin}, subgroups {', '.join(g.subgroup_attributes)} with ≥ {g.min_subgroup_size} patients) "
         "except the explanation check (no explanations in a study).", ""]
     lines += _truth_table(result) + _overlap_table(result)
-    lines += ["## Gate outcomes", "", "Refused = not passed (fail or inconclusive); Wilson 95% intervals.", ""]
+    lines += ["## Gate outcomes", "", "Refused = not passed (fail or inconclusive); Wilson 95% intervals. "
+              "'Passed without overlap checks': every check but ESS floor, max weight share and support "
+              "passed (estimator agreement, margins, subgroups), i.e. what the bounds alone would release.", ""]
     rows = []
     for r in result.gate:
         top = sorted(r.check_rates.items(), key=lambda kv: -kv[1])[:4]
         rows.append([r.candidate, f"{r.truth_difference:+.3f}", "yes" if r.worse_than_clinician else "no",
                      str(r.n_replicates), _pct(r.refused) + _ci(r.refused_ci), _pct(r.failed),
-                     _pct(r.inconclusive), _pct(r.passed) + _ci(r.passed_ci),
+                     _pct(r.inconclusive), _pct(r.passed) + _ci(r.passed_ci), _pct(r.passed_without_overlap),
                      "; ".join(f"{k} {_pct(v)}" for k, v in top)])
     lines += _table(["candidate", "Δ truth", "worse", "n", "refused", "fail", "inconclusive", "passed",
-                     "most frequent reasons"], rows)
+                     "passed without overlap checks", "most frequent reasons"], rows)
     v = result.verdict
     if v is not None:
         lines += [f"- Worse than the clinician: {', '.join(v.worse_candidates) or 'none'}; smallest refusal share "

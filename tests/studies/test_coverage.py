@@ -114,6 +114,7 @@ def test_gate_rows_and_verdict():
     rows = {r.candidate: r for r in gate_rows(reps, {"bad": (-0.1, 0.01), "cql": (0.05, 0.01)})}
     assert rows["bad"].refused == pytest.approx(0.95) and rows["bad"].inconclusive == pytest.approx(0.05)
     assert rows["bad"].check_rates == {"ESS floor": 0.9, "estimator agreement": 0.05}
+    assert rows["bad"].passed_without_overlap == pytest.approx(0.95)  # 18 overlap-only + 1 pass
     verdict = gate_verdict(list(rows.values()), learned=["cql"])
     assert verdict.all_worse_refused and verdict.best_learned == "cql"
     assert verdict.best_learned_pass_share == pytest.approx(0.9)
