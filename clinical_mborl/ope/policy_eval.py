@@ -64,10 +64,11 @@ def evaluate_policy(
     data = build_ope_data(policy, transitions, behavior, dynamics, config)
     report = evaluate_arrays(data, config, policy=policy.name)
     if out_dir is not None:
-        from clinical_mborl.ope.subgroups import evaluate_subgroups
+        from clinical_mborl.ope.subgroups import definition_for, evaluate_subgroups
 
         report.write(out_dir)
-        subgroups = evaluate_subgroups(data, transitions, config.estimators, config)
+        definition = definition_for(transitions.feature_names)
+        subgroups = evaluate_subgroups(data, transitions, config.estimators, config, definition)
         atomic_write_json(Path(out_dir) / SUBGROUPS_FILE, [g.model_dump(mode="json") for g in subgroups])
     return report
 

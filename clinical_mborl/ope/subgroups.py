@@ -76,6 +76,19 @@ class SubgroupDefinition(StrictModel):
         return self
 
 
+def definition_for(feature_names: Sequence[str], base: SubgroupDefinition | None = None) -> SubgroupDefinition:
+    """`base` restricted to the attributes whose state features the cohort has.
+
+    An attribute left out here is missing evidence, which the gate reports as a failed check.
+    """
+    base = base or SubgroupDefinition()
+    names = set(feature_names)
+    needs = {"sex": (base.sex_feature,), "age_band": (base.age_feature,),
+             "severity": (base.lactate_feature, base.map_feature)}
+    kept = tuple(a for a in base.attributes if all(f in names for f in needs[a]))
+    return base.model_copy(update={"attributes": kept})
+
+
 class SubgroupDifference(StrictModel):
     """Paired difference (policy - clinician) of one estimator within one subgroup level.
 
@@ -232,6 +245,7 @@ __all__ = [
     "ATTRIBUTES",
     "SubgroupDefinition",
     "SubgroupDifference",
+    "definition_for",
     "evaluate_subgroups",
     "first_step_labels",
     "label_stays",
