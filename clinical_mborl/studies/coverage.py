@@ -204,8 +204,14 @@ def worse_than_clinician(differences: Mapping[str, tuple[float, float]]) -> list
 
 
 def select_gate_estimator(rows: Sequence[CoverageRow], ranking: Sequence[RankingRow],
-                          differences: Mapping[str, tuple[float, float]]) -> GateEstimatorChoice:
-    """Apply the gate targets (module text) to every estimator; pick the narrowest that meets them."""
+                          differences: Mapping[str, tuple[float, float]],
+                          max_width: float = float("inf")) -> GateEstimatorChoice:
+    """Apply the gate targets (module text) to every estimator; pick the narrowest that meets them.
+
+    When none does, the fallback is the informative estimator (mean interval width at most
+    `max_width`, e.g. the width of the return range) whose paired lower bound holds most often
+    on the worse candidates: an interval wider than every possible return says nothing.
+    """
     worse = worse_than_clinician(differences)
     candidates = [c for c in differences if c != "clinician"]
     per: dict[str, dict[str, Any]] = {}
@@ -231,17 +237,18 @@ def select_gate_estimator(rows: Sequence[CoverageRow], ranking: Sequence[Ranking
     best = max(ranked, key=lambda r: r.spearman_mean or -2.0) if ranked else None
     if qualifying:
         chosen, reason = qualifying[0], "meets both targets; the narrowest of those that do"
-    elif per:
+    elif any(p["mean_width"] <= max_width for p in per.values()):
         def score(e: str) -> tuple[float, float]:
             p = per[e]
             lbm = p["difference_lower_bound_valid_min_worse"]
             return (lbm if lbm is not None else -1.0, -abs(0.5 * (p["coverage_min"] + p["coverage_max"]) - 0.95))
 
-        chosen = max(per, key=score)
-        reason = ("no estimator meets both targets; this one has the highest paired lower-bound validity "
-                  "on the worse-than-clinician candidates (then coverage closest to 0.95)")
+        chosen = max((e for e in per if per[e]["mean_width"] <= max_width), key=score)
+        reason = ("no estimator meets both targets; of those whose intervals are narrower than the return "
+                  "range, this one has the highest paired lower-bound validity on the worse-than-clinician "
+                  "candidates (then coverage closest to 0.95)")
     else:
-        chosen, reason = None, "no estimator ran on every candidate"
+        chosen, reason = None, "no estimator ran on every candidate with informative intervals"
     return GateEstimatorChoice(
         chosen=chosen, meets_targets=bool(qualifying), qualifying=qualifying, worse_candidates=worse,
         per_estimator=per, best_ranking=best.estimator if best else None,

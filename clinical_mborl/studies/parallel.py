@@ -3,6 +3,8 @@
 Workers are started with the ``spawn`` method (no inherited torch/OpenMP state), each loads the
 study reference and config in its initializer, and then runs module-level task functions.
 `jobs == 1` runs everything in this process (tests, debugging) with the same code path.
+With ``spawn`` the workers re-import the caller's ``__main__``: a script that runs a study with
+``jobs > 1`` must guard its entry point with ``if __name__ == "__main__":`` (the CLI does).
 
 >>> run_tasks(_square, [1, 2, 3], jobs=1, ref_dir=None, config_json="{}")
 [1, 4, 9]

@@ -39,6 +39,9 @@ def _settings(result: Any) -> list[str]:
         f"{c.dynamics.n_members} members / {c.dynamics.n_elites} elites, {list(c.dynamics.hidden_sizes)}, "
         f"<= {c.dynamics.max_epochs} epochs, {o.model_rollouts} rollouts per stay")
     t = result.timing
+    ran = (f"{t.wall_seconds:.0f} s wall for this invocation ({t.replicates_run} replicates run); "
+           if t.replicates_run else "summary recomputed from the saved replicates; ")
+    projected = _num(None if t.projected_wall_seconds_r200 is None else t.projected_wall_seconds_r200 / 60, 1)
     return [
         f"- Data sets: R = {result.n_replicates} independent simulations of N = {c.patients} patients "
         f"(one stay each); {result.n_errors} refused by the pipeline. Evaluated (test split, share "
@@ -52,10 +55,8 @@ def _settings(result: Any) -> list[str]:
         f"{list(o.fqe.hidden_sizes)}, {o.fqe.epochs_per_iteration} epochs/iteration, batch {o.fqe.batch_size}, "
         f"lr {o.fqe.learning_rate}. Dynamics: {dyn}.",
         f"- Truth: {c.truth_episodes} closed-loop episodes per candidate (common random numbers).",
-        f"- Time: {t.wall_seconds:.0f} s wall for this invocation ({t.replicates_run} replicates run, {t.jobs} "
-        f"job(s)); {_num(t.mean_replicate_seconds, 1)} s per replicate; projected "
-        f"{_num(None if t.projected_wall_seconds_r200 is None else t.projected_wall_seconds_r200 / 60, 1)} min "
-        "wall for R = 200.",
+        f"- Time: {ran}{_num(t.mean_replicate_seconds, 1)} s per replicate and worker; projected {projected} min "
+        f"wall for R = 200 with {t.jobs} worker(s).",
         "",
     ]
 

@@ -41,7 +41,7 @@ from clinical_mborl.studies.coverage import (
 )
 from clinical_mborl.studies.gate_summary import GateRow, GateStudyVerdict, gate_rows, gate_verdict
 from clinical_mborl.studies.parallel import default_jobs, iter_tasks
-from clinical_mborl.studies.reference import prepare_reference
+from clinical_mborl.studies.reference import load_base_spec, prepare_reference
 from clinical_mborl.studies.render import render_coverage, render_gate
 from clinical_mborl.studies.replicate import replicate_task
 from clinical_mborl.studies.truth import TruthRecord, compute_truths
@@ -157,8 +157,10 @@ def summarise(kind: StudyKind, config: StudyConfig, results: list[dict[str, Any]
     if kind == "coverage":
         rows = coverage_rows(results, values, diffs)
         ranking = ranking_rows(results, {c: v for c, (v, _) in values.items()})
+        reward = load_base_spec(config.spec_path).reward
+        span = abs(reward.survival_reward - reward.death_reward)  # width of the outcome-return range
         return StudyResult(**common, coverage=rows, ranking=ranking,
-                           choice=select_gate_estimator(rows, ranking, diffs))
+                           choice=select_gate_estimator(rows, ranking, diffs, max_width=span))
     learned = [c for c in config.candidates if resolve_kind(c) == "learned"]
     rows_g = gate_rows(results, {c: d for c, d in diffs.items() if c != "clinician"})
     return StudyResult(**common, gate=rows_g, verdict=gate_verdict(rows_g, learned))

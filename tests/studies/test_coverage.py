@@ -98,6 +98,8 @@ def test_gate_estimator_selection_applies_both_targets():
     assert miss.per_estimator["x"]["difference_lower_bound_valid_min_worse"] == pytest.approx(0.9)
     low_cov = coverage_rows(reps_for(20, 17), truths, diffs)  # coverage 85% on 'good'
     assert not select_gate_estimator(low_cov, [], diffs).meets_targets
+    uninformative = select_gate_estimator(bad_lb, [], diffs, max_width=0.05)  # every interval is 0.1 wide
+    assert uninformative.chosen is None and not uninformative.meets_targets
 
 
 def test_worse_needs_a_difference_beyond_monte_carlo_error():
