@@ -18,7 +18,7 @@ them consistent when stays have different lengths.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -64,6 +64,9 @@ class OPEData:
             action, for the support diagnostic; 1 on padding.
         model_returns: [E] mean discounted return of model rollouts from each stay's initial state.
         soften_epsilon: the epsilon `pe` was softened with (reported, not re-applied).
+        q_sa_members, v_s_members: [M, E, T] the same values from each of M refitted Q-models
+            (bootstrapped FQE); `q_sa`, `v_s` are then their averages. The bootstrap pairs
+            resample b with member b mod M (`intervals.bootstrap_all`).
     """
 
     rewards: np.ndarray
@@ -78,6 +81,19 @@ class OPEData:
     pb_recommended: np.ndarray | None = None
     model_returns: np.ndarray | None = None
     soften_epsilon: float = 0.0
+    q_sa_members: np.ndarray | None = None
+    v_s_members: np.ndarray | None = None
+
+    @property
+    def n_q_members(self) -> int:
+        """How many refitted Q-models the data carry (0 without members)."""
+        return 0 if self.q_sa_members is None else int(self.q_sa_members.shape[0])
+
+    def with_q_member(self, m: int) -> OPEData:
+        """These data with member m's Q-values in place of the average."""
+        if self.q_sa_members is None or self.v_s_members is None:
+            raise InputError("OPE: these data carry no Q-model members.")
+        return replace(self, q_sa=self.q_sa_members[m], v_s=self.v_s_members[m])
 
     @classmethod
     def create(
@@ -95,6 +111,8 @@ class OPEData:
         pb_recommended: np.ndarray | None = None,
         model_returns: np.ndarray | None = None,
         soften_epsilon: float = 0.0,
+        q_sa_members: np.ndarray | None = None,
+        v_s_members: np.ndarray | None = None,
     ) -> OPEData:
         """Validate, relabel patients 0..P-1, zero the padding, soften `pe` with the clinician.
 
@@ -128,6 +146,11 @@ class OPEData:
         v = None if v_s is None else _step_array("v_s", v_s, shape, mask, pad=0.0)
         if (q is None) != (v is None):
             raise InputError("OPE q_sa/v_s: expected both (a Q-model's values) or neither.")
+        qm, vm = _members(q_sa_members, v_s_members, shape, mask)
+        if qm is not None and vm is not None:
+            if q is not None:
+                raise InputError("OPE q_sa_members: pass either q_sa/v_s or the members (averaged here), not both.")
+            q, v = qm.mean(axis=0), vm.mean(axis=0)
         rec = None if pb_recommended is None else _step_array("pb_recommended", pb_recommended, shape, mask, pad=1.0)
         mret = None
         if model_returns is not None:
@@ -138,7 +161,7 @@ class OPEData:
         lo, hi = _return_bounds(g, return_bounds)
         e = np.where(mask, soften(e, b, soften_epsilon), 1.0)
         return cls(r, mask, patient_index.astype(np.int64), b, e, float(gamma), (lo, hi),
-                   q, v, rec, mret, float(soften_epsilon))
+                   q, v, rec, mret, float(soften_epsilon), qm, vm)
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -197,6 +220,20 @@ def _step_array(name: str, values: np.ndarray, shape: tuple[int, ...], mask: np.
     if not np.isfinite(arr[mask]).all():
         raise InputError(f"OPE {name}: expected finite values on every observed step.")
     return np.where(mask, arr, pad)
+
+
+def _members(q: np.ndarray | None, v: np.ndarray | None, shape: tuple[int, ...], mask: np.ndarray
+             ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if q is None and v is None:
+        return None, None
+    if q is None or v is None:
+        raise InputError("OPE q_sa_members/v_s_members: expected both (the Q-models' values) or neither.")
+    q, v = np.asarray(q, dtype=np.float64), np.asarray(v, dtype=np.float64)
+    if q.ndim != 3 or q.shape[1:] != shape or v.shape != q.shape or q.shape[0] < 1:
+        raise InputError(f"OPE q_sa_members/v_s_members: expected shape [M, {shape[0]}, {shape[1]}], got "
+                         f"{q.shape} and {v.shape}.")
+    return (np.stack([_step_array("q_sa_members", m, shape, mask, 0.0) for m in q]),
+            np.stack([_step_array("v_s_members", m, shape, mask, 0.0) for m in v]))
 
 
 def _return_bounds(g: np.ndarray, given: tuple[float, float] | None) -> tuple[float, float]:

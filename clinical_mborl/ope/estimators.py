@@ -50,6 +50,8 @@ class Estimator(ABC):
     name: ClassVar[str]
     #: whether the estimator reweights by importance ratios (ESS and clipping apply).
     uses_weights: ClassVar[bool] = True
+    #: whether the estimator reads the Q-model (q_sa, v_s): refitted members then enter its bootstrap.
+    uses_q: ClassVar[bool] = False
 
     @abstractmethod
     def episode_stats(self, data: OPEData) -> np.ndarray:
@@ -142,6 +144,7 @@ class DoublyRobust(Estimator):
 
     clip: float | None = None
     name: ClassVar[str] = "dr"
+    uses_q: ClassVar[bool] = True
 
     def episode_stats(self, data: OPEData) -> np.ndarray:
         q, v = _q_values(data, "DoublyRobust")
@@ -164,6 +167,7 @@ class WeightedDoublyRobust(Estimator):
 
     clip: float | None = None
     name: ClassVar[str] = "wdr"
+    uses_q: ClassVar[bool] = True
 
     def episode_stats(self, data: OPEData) -> np.ndarray:
         q, v = _q_values(data, "WeightedDoublyRobust")
@@ -186,6 +190,7 @@ class FittedQEvaluation(Estimator):
     """
 
     name: ClassVar[str] = "fqe"
+    uses_q: ClassVar[bool] = True
     uses_weights: ClassVar[bool] = False
 
     def episode_stats(self, data: OPEData) -> np.ndarray:

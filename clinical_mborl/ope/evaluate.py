@@ -29,6 +29,9 @@ from clinical_mborl.ope.results import (
 )
 
 #: what the patient bootstrap of a model-only estimator leaves out (the model is held fixed).
+REFIT_Q_SCOPE = ("evaluation patients resampled; resample b uses Q-model member b mod {m}, each refitted on "
+                 "its own patient bootstrap resample of the fit patients from its own initialisation "
+                 "(bootstrapped FQE): Q-fitting variability is in the interval, Q-model bias is not")
 FIXED_MODEL_SCOPE = {
     "fqe": "evaluation patients resampled; the cross-fitted Q-model is held fixed, so Q-fitting "
            "error is not in the interval",
@@ -79,6 +82,10 @@ def evaluate_arrays(data: OPEData, config: OPEConfig | None = None, policy: str 
             ess = weights.ess
         else:
             diag = {"interval_scope": FIXED_MODEL_SCOPE[est.name]}
+        if est.uses_q:
+            diag["q_members"] = max(1, data.n_q_members)
+            if data.n_q_members > 1 and not est.uses_weights:
+                diag["interval_scope"] = REFIT_Q_SCOPE.format(m=data.n_q_members)
         estimates.append(_entry(est.name, intervals[est.name], data, ess, diag))
     return OPEReport(
         policy=policy,

@@ -8,8 +8,10 @@ C is regenerated chunk by chunk from a seed (`ResamplePlan`), so it is never hel
 every estimator -- and the paired difference against the clinician -- sees the same resamples.
 
 Nuisance models (the Q-model behind DR, WDR and FQE) are cross-fitted by patient folds: each
-patient's Q-values come from a model that never saw that patient, and resamples keep them
-fixed (no refit per resample). The behaviour model is cross-fitted the same way upstream.
+patient's Q-values come from a model that never saw that patient. With one Q-model, resamples
+keep it fixed (no refit per resample); with M refitted members (bootstrapped FQE,
+`OPEData.q_sa_members`) resample b uses member b mod M, each refitted on its own patient
+resample of the fit data. The behaviour model is cross-fitted the same way upstream.
 
 >>> import numpy as np
 >>> from clinical_mborl.ope.data import OPEData
@@ -235,6 +237,17 @@ def bootstrap_all(
     edges = np.cumsum([0] + [b.shape[1] for b in blocks])
     stats = np.concatenate(blocks, axis=1)
     total, boot, jack = stats.sum(axis=0), bootstrap_sums(plan, stats), jackknife_sums(stats)
+    refitted = [j for j, e in enumerate(everyone) if e.uses_q]
+    if data.n_q_members and refitted:
+        # bootstrapped FQE: resample b is evaluated with Q-model member b mod M, refitted on
+        # its own patient resample of the fit patients, so Q-fitting variability is in the interval
+        m_of_b = np.arange(plan.n_resamples) % data.n_q_members
+        cols = np.concatenate([np.arange(edges[j], edges[j + 1]) for j in refitted])
+        for m in range(data.n_q_members):
+            member = data.with_q_member(m)
+            member_stats = np.concatenate([everyone[j].patient_stats(member) for j in refitted], axis=1)
+            rows = m_of_b == m
+            boot[np.ix_(rows, cols)] = bootstrap_sums(plan, member_stats)[rows]
 
     def rep(j: int) -> Replicates:
         f, cols = everyone[j].value_from_sums, slice(edges[j], edges[j + 1])

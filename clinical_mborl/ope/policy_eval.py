@@ -6,7 +6,9 @@ Steps, in order:
    model was fitted on the row, the average of its fold models elsewhere;
 3. the evaluation policy's probabilities, softened: pi' = (1 - eps) pi_e + eps pi_b;
 4. the Q-model of pi' (FQE), fitted on `config.q_fit_splits`, cross-fitted by patient folds
-   where fit and evaluation patients overlap -> Q(s_t, a_t), V(s_t) for DR, WDR and FQE;
+   where fit and evaluation patients overlap -> Q(s_t, a_t), V(s_t) for DR, WDR and FQE; with
+   `config.fqe.n_members > 1`, M bootstrap-refitted Q-models (their average is the estimate,
+   each pairs with its share of the bootstrap resamples);
 5. model rollouts of pi' from each stay's first state (when a dynamics ensemble is given);
 6. `evaluate_arrays`: estimates, patient-bootstrap intervals, paired differences, diagnostics.
 
@@ -101,7 +103,7 @@ def build_ope_data(
     patient = np.zeros(shape[0], dtype=np.int64)
     patient[episode] = raw.patient[rows]
     eps = config.soften_epsilon
-    q_sa = v_s = pb_rec = None
+    q_sa = v_s = pb_rec = q_members = v_members = None
     if transitions.manifest.action_space.kind == "discrete":
         p_b = _behavior_proba(behavior, transitions, raw, rows, config)
         # the clinician evaluated as a policy uses the same (out-of-fold where fitted) estimate
@@ -114,10 +116,12 @@ def build_ope_data(
         pb, pe = p_b[np.arange(rows.size), taken], p_e[np.arange(rows.size), taken]
         pb_rec = grid(p_b[np.arange(rows.size), p_e.argmax(axis=1)], 1.0)
         if any(name in config.estimators for name in Q_ESTIMATORS):
-            q = _fitted_q(policy, transitions, behavior, raw, norm, split, rows, config)
+            q = _fitted_q(policy, transitions, behavior, raw, norm, split, rows, config)  # [M, rows, A]
             p_soft = soften(p_e, p_b, eps)
-            q_sa = grid(q[np.arange(rows.size), taken], 0.0)
-            v_s = grid((p_soft * q).sum(axis=1), 0.0)
+            q_members = np.stack([grid(qm[np.arange(rows.size), taken], 0.0) for qm in q])
+            v_members = np.stack([grid((p_soft * qm).sum(axis=1), 0.0) for qm in q])
+            if len(q) == 1:
+                q_sa, v_s = q_members[0], v_members[0]
     else:
         pb, pe = _densities(policy, behavior, raw, rows)
     model_returns = None
@@ -133,6 +137,7 @@ def build_ope_data(
         rewards=grid(raw.rewards[rows], 0.0), mask=mask, patient=patient, pb=grid(pb, 1.0), pe=grid(pe, 1.0),
         gamma=transitions.manifest.gamma, return_bounds=return_bounds(transitions, raw),
         q_sa=q_sa, v_s=v_s, pb_recommended=pb_rec, model_returns=model_returns, soften_epsilon=eps,
+        q_sa_members=q_members if q_sa is None else None, v_s_members=v_members if q_sa is None else None,
     )
 
 
@@ -189,7 +194,7 @@ def _densities(policy: Policy, behavior: ClinicianPolicy, raw: TransitionArrays,
 
 def _fitted_q(policy: Policy, transitions: TransitionSet, behavior: ClinicianPolicy, raw: TransitionArrays,
               norm: TransitionArrays, split: np.ndarray, rows: np.ndarray, config: OPEConfig) -> np.ndarray:
-    """Cross-fitted Q [len(rows), A] of the softened policy."""
+    """Cross-fitted Q [M, len(rows), A] of the softened policy (M = `config.fqe.n_members`)."""
     n_steps = transitions.manifest.n_steps
     eye = np.eye(n_steps, dtype=np.float32)
 

@@ -200,6 +200,7 @@ def subgroup_differences(data: OPEData, labels: Mapping[str, np.ndarray], estima
                            axis=1) if groups else np.zeros((data.n_patients, 0))
     plan = ResamplePlan(data.n_patients, config.n_resamples, config.seed)
     boot, total = bootstrap_sums(plan, stats), stats.sum(axis=0)
+    _pair_q_members(boot, data, everyone, groups, widths, plan)
     traj_w = data.cumulative_weights(config.clip)[0][:, -1]
     edges = np.cumsum([0, *widths])
     out = []
@@ -217,6 +218,25 @@ def subgroup_differences(data: OPEData, labels: Mapping[str, np.ndarray], estima
                 ess=float(kish_ess(traj_w[in_g])) if est.uses_weights else None,
             ))
     return out
+
+
+def _pair_q_members(boot: np.ndarray, data: OPEData, everyone: Sequence[Estimator],
+                    groups: Sequence[tuple[str, str, np.ndarray]], widths: Sequence[int], plan: ResamplePlan) -> None:
+    """With refitted Q-members, resample b of a Q-based estimator uses member b mod M (as overall)."""
+    refitted = [j for j, e in enumerate(everyone) if e.uses_q]
+    if not data.n_q_members or not refitted or not groups:
+        return
+    edges, block = np.cumsum([0, *widths]), sum(widths)
+    cols = np.concatenate([np.arange(g * block + edges[j], g * block + edges[j + 1])
+                           for g in range(len(groups)) for j in refitted])
+    m_of_b = np.arange(plan.n_resamples) % data.n_q_members
+    for m in range(data.n_q_members):
+        member = data.with_q_member(m)
+        per_stay = [everyone[j].episode_stats(member) for j in refitted]
+        stats = np.concatenate([member.patient_sums(s * in_g[:, None]) for _, _, in_g in groups for s in per_stay],
+                               axis=1)
+        rows = m_of_b == m
+        boot[np.ix_(rows, cols)] = bootstrap_sums(plan, stats)[rows]
 
 
 def _difference(everyone: Sequence[Estimator], edges: np.ndarray, sums: np.ndarray, j: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from .tabular import (
     true_value,
 )
 
-TABULAR = FQEConfig(hidden_sizes=(), epochs_per_iteration=60, batch_size=100_000, learning_rate=0.1)
+TABULAR = FQEConfig(hidden_sizes=(), epochs_per_iteration=60, batch_size=100_000, learning_rate=0.1, n_members=1)
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +80,11 @@ def test_cross_fitting_never_trains_on_the_patient_it_predicts(monkeypatch):
         return real_fit(data, *args, **kwargs)
 
     monkeypatch.setattr(fqe_module, "fit_fqe", spy)
-    cfg = FQEConfig(hidden_sizes=(), epochs_per_iteration=1, n_folds=3)
+    cfg = FQEConfig(hidden_sizes=(), epochs_per_iteration=1, n_folds=3, n_members=2)
     fit = _toy_fqe_data(12)
     eval_patient = np.array([0, 0, 5, 7, 11])
     q = cross_fit_q(fit, np.zeros((5, 3), np.float32), eval_patient, 2, 0.9, 1, cfg)
-    assert q.shape == (5, 2) and len(calls) == 3
+    assert q.shape == (2, 5, 2) and len(calls) == 3
     for p in eval_patient:
         used = [seen for seen in calls if p not in seen]
         assert len(used) == 1  # exactly one model excludes p: the one that predicts it
