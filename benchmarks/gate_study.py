@@ -20,7 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from clinical_mborl.studies import StudyConfig, run_study
+from coverage_study import study_config  # the same settings as the coverage study's replicates
+
+from clinical_mborl.studies import run_study
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,12 +39,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/clinical_mborl_studies"))
+    parser.add_argument("--fqe-epochs", type=int, default=None, help="As in coverage_study.py for this N.")
     args = parser.parse_args()
     if args.replicates < 100:
         log("note: the issue asks for R >= 100; this run is a smaller one")
     out = args.work / f"coverage_N{args.patients}"  # shared with the coverage study
-    result = run_study("gate", StudyConfig(replicates=args.replicates, patients=args.patients, seed=args.seed),
-                       out, ref_dir=args.work / "reference", jobs=args.jobs, log=log)
+    config = study_config(args.patients, args.replicates, args.seed, args.fqe_epochs)
+    result = run_study("gate", config, out, ref_dir=args.work / "reference", jobs=args.jobs, log=log)
     RESULTS.mkdir(parents=True, exist_ok=True)
     for ext in ("md", "json"):
         shutil.copyfile(out / f"gate.{ext}", RESULTS / f"gate_N{args.patients}.{ext}")

@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clinical_mborl.core.errors import InputError
-from clinical_mborl.ope import FittedQEvaluation, OnPolicyValue, OPEConfig, OPEData, WeightedDoublyRobust
+from clinical_mborl.ope import (
+    FittedQEvaluation,
+    OnPolicyValue,
+    OPEConfig,
+    OPEData,
+    WeightedDoublyRobust,
+)
 from clinical_mborl.ope.evaluate import evaluate_arrays
 from clinical_mborl.ope.fqe import FQEConfig, FQESystem, QNetwork, fit_fqe, member_weights
 from clinical_mborl.ope.intervals import ResamplePlan, bootstrap_all
