@@ -6,7 +6,11 @@ and paired differences against the clinician. The reference path loops over the 
 resamples, gathers each resample's stays and recomputes WIS and WDR from scratch with
 plain formulas written here independently of the package. Both must agree.
 
+With `--q-members M`, WDR's Q-values come from M refitted Q-models and resample b uses member
+b mod M (bootstrapped FQE), in both paths.
+
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ope.py [--patients 5000 --steps 18 --resamples 2000]
+     [--q-members 5]
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from clinical_mborl.ope.intervals import replicates
 BUDGET_S = 10.0
 
 
-def synthetic(n_patients: int, n_steps: int, seed: int) -> OPEData:
+def synthetic(n_patients: int, n_steps: int, seed: int, q_members: int = 1) -> OPEData:
     """Sepsis-like shapes: stays of 1..T steps, terminal +-1 outcome (80% survive), a softened
-    deterministic policy that agrees with the clinician on 70% of steps, a roughly right Q."""
+    deterministic policy that agrees with the clinician on 70% of steps, a roughly right Q (with
+    `q_members` > 1: that many refitted Q-models, each off by its own noise)."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, n_steps + 1, size=n_patients)
     mask = np.arange(n_steps)[None, :] < lengths[:, None]
@@ -44,6 +49,11 @@ def synthetic(n_patients: int, n_steps: int, seed: int) -> OPEData:
     to_go = (lengths[:, None] - 1 - np.arange(n_steps)[None, :]).clip(min=0)
     q = 0.6 * 0.99**to_go + rng.normal(0.0, 0.1, size=shape)
     v = q + rng.normal(0.0, 0.05, size=shape)
+    if q_members > 1:
+        shift = rng.normal(0.0, 0.05, size=(q_members, 1, 1))
+        members = dict(q_sa_members=q + shift, v_s_members=v + shift)
+        return OPEData.create(rewards, mask, np.arange(n_patients), pb=pb, pe=pe, gamma=0.99,
+                              return_bounds=(-1.0, 1.0), soften_epsilon=0.01, **members)
     return OPEData.create(rewards, mask, np.arange(n_patients), pb=pb, pe=pe, gamma=0.99, q_sa=q, v_s=v,
                           return_bounds=(-1.0, 1.0), soften_epsilon=0.01)
 
@@ -67,12 +77,17 @@ def wdr_naive(r: np.ndarray, pb: np.ndarray, pe: np.ndarray, q: np.ndarray, v: n
 def loop_bootstrap(data: OPEData, plan: ResamplePlan) -> tuple[np.ndarray, np.ndarray]:
     assert data.q_sa is not None and data.v_s is not None
     wis, wdr = [], []
+    b = 0
     for chunk in plan.chunks():
         for counts in chunk:
             idx = np.repeat(np.arange(data.n_episodes), counts[data.patient])  # a patient's stays together
             r, pb, pe = data.rewards[idx], data.pb[idx], data.pe[idx]
+            q, v = data.q_sa, data.v_s
+            if data.q_sa_members is not None and data.v_s_members is not None:  # resample b: member b mod M
+                q, v = data.q_sa_members[b % data.n_q_members], data.v_s_members[b % data.n_q_members]
             wis.append(wis_naive(r, pb, pe, data.gamma))
-            wdr.append(wdr_naive(r, pb, pe, data.q_sa[idx], data.v_s[idx], data.gamma))
+            wdr.append(wdr_naive(r, pb, pe, q[idx], v[idx], data.gamma))
+            b += 1
     return np.array(wis), np.array(wdr)
 
 
@@ -82,9 +97,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=18)
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--q-members", type=int, default=1, help="Refitted Q-models paired with resamples.")
     args = parser.parse_args()
 
-    data = synthetic(args.patients, args.steps, args.seed)
+    data = synthetic(args.patients, args.steps, args.seed, args.q_members)
     plan = ResamplePlan(data.n_patients, args.resamples, seed=args.seed)
     ests = [WeightedImportanceSampling(), WeightedDoublyRobust()]
 
@@ -99,7 +115,7 @@ def main() -> None:
     err = max(np.abs(wis_vec - wis_loop).max(), np.abs(wdr_vec - wdr_loop).max())
     ess = kish_ess(data.cumulative_weights()[0][:, -1])
     print(f"data: {data.n_patients} patients x {data.n_steps} steps, {data.mask.sum()} transitions, "
-          f"Kish ESS {ess:.0f}, B = {plan.n_resamples}")
+          f"Kish ESS {ess:.0f}, B = {plan.n_resamples}, Q-members {max(1, data.n_q_members)}")
     for name, iv in intervals.items():
         d = diffs[name]
         print(f"  {name:>4}: {iv.value:+.4f}  95% BCa [{iv.low:+.4f}, {iv.high:+.4f}]  "

@@ -170,12 +170,31 @@ class Replicates:
         return summarise(self.value, self.boot, self.jack, level, method)
 
 
+def pair_q_members(boot: np.ndarray, data: OPEData, plan: ResamplePlan,
+                   parts: list[tuple[Estimator, int, int]]) -> np.ndarray:
+    """Bootstrapped FQE: overwrite, in `boot` [B, K], the columns [start, end) of every Q-based
+    estimator in `parts` so that resample b is evaluated with Q-model member b mod M (each member
+    refitted on its own patient resample of the fit data). A no-op without members."""
+    refitted = [(e, a, b) for e, a, b in parts if e.uses_q]
+    if not data.n_q_members or not refitted:
+        return boot
+    cols = np.concatenate([np.arange(a, b) for _, a, b in refitted])
+    m_of_b = np.arange(plan.n_resamples) % data.n_q_members
+    for m in range(data.n_q_members):
+        member = data.with_q_member(m)
+        stats = np.concatenate([e.patient_stats(member) for e, _, _ in refitted], axis=1)
+        rows = m_of_b == m
+        boot[np.ix_(rows, cols)] = bootstrap_sums(plan, stats)[rows]
+    return boot
+
+
 def replicates(estimator: Estimator, data: OPEData, plan: ResamplePlan) -> Replicates:
     """Bootstrap and jackknife replicates of one estimator (self-normalisation recomputed)."""
     stats = estimator.patient_stats(data)
+    boot = pair_q_members(bootstrap_sums(plan, stats), data, plan, [(estimator, 0, stats.shape[1])])
     return Replicates(
         float(estimator.value_from_sums(stats.sum(axis=0))),
-        estimator.value_from_sums(bootstrap_sums(plan, stats)),
+        estimator.value_from_sums(boot),
         estimator.value_from_sums(jackknife_sums(stats)),
     )
 
@@ -189,8 +208,9 @@ def paired_replicates(estimator: Estimator, reference: Estimator, data: OPEData,
         return estimator.value_from_sums(sums[..., :k]) - reference.value_from_sums(sums[..., k:])
 
     stats = np.concatenate([s1, s2], axis=1)
-    return Replicates(float(diff(stats.sum(axis=0))), diff(bootstrap_sums(plan, stats)),
-                      diff(jackknife_sums(stats)))
+    boot = pair_q_members(bootstrap_sums(plan, stats), data, plan,
+                          [(estimator, 0, k), (reference, k, stats.shape[1])])
+    return Replicates(float(diff(stats.sum(axis=0))), diff(boot), diff(jackknife_sums(stats)))
 
 
 def bootstrap_interval(
@@ -237,17 +257,7 @@ def bootstrap_all(
     edges = np.cumsum([0] + [b.shape[1] for b in blocks])
     stats = np.concatenate(blocks, axis=1)
     total, boot, jack = stats.sum(axis=0), bootstrap_sums(plan, stats), jackknife_sums(stats)
-    refitted = [j for j, e in enumerate(everyone) if e.uses_q]
-    if data.n_q_members and refitted:
-        # bootstrapped FQE: resample b is evaluated with Q-model member b mod M, refitted on
-        # its own patient resample of the fit patients, so Q-fitting variability is in the interval
-        m_of_b = np.arange(plan.n_resamples) % data.n_q_members
-        cols = np.concatenate([np.arange(edges[j], edges[j + 1]) for j in refitted])
-        for m in range(data.n_q_members):
-            member = data.with_q_member(m)
-            member_stats = np.concatenate([everyone[j].patient_stats(member) for j in refitted], axis=1)
-            rows = m_of_b == m
-            boot[np.ix_(rows, cols)] = bootstrap_sums(plan, member_stats)[rows]
+    pair_q_members(boot, data, plan, [(e, int(edges[j]), int(edges[j + 1])) for j, e in enumerate(everyone)])
 
     def rep(j: int) -> Replicates:
         f, cols = everyone[j].value_from_sums, slice(edges[j], edges[j + 1])

@@ -175,3 +175,15 @@ def test_a_subgroup_of_everyone_pairs_members_like_the_overall_difference():
     (sub,) = subgroup_differences(members, {"all": np.full(members.n_episodes, "yes")}, ("fqe",), cfg)
     assert (sub.ci_low, sub.ci_high, sub.lower_bound) == pytest.approx(
         (diff["fqe"].low, diff["fqe"].high, diff["fqe"].lower_bound))
+
+
+def test_single_estimator_intervals_pair_members_as_bootstrap_all_does():
+    from clinical_mborl.ope.intervals import bootstrap_interval, paired_difference
+
+    _, members = _data_with_members(np.array([-0.25, 0.05, 0.2]))
+    plan = ResamplePlan(members.n_patients, 300, seed=9)
+    _, together, diffs = bootstrap_all([FittedQEvaluation()], OnPolicyValue(), members, plan)
+    alone = bootstrap_interval(FittedQEvaluation(), members, plan)
+    paired = paired_difference(FittedQEvaluation(), OnPolicyValue(), members, plan)
+    assert (alone.low, alone.high) == pytest.approx((together["fqe"].low, together["fqe"].high))
+    assert (paired.low, paired.lower_bound) == pytest.approx((diffs["fqe"].low, diffs["fqe"].lower_bound))
