@@ -53,7 +53,9 @@ def _settings(result: Any) -> list[str]:
         f"- Clinician model per replicate: {c.behavior.n_folds} folds (cross-fitted), hidden "
         f"{list(c.behavior.hidden_sizes)}, <= {c.behavior.max_epochs} epochs. FQE: hidden "
         f"{list(o.fqe.hidden_sizes)}, {o.fqe.epochs_per_iteration} epochs/iteration, batch {o.fqe.batch_size}, "
-        f"lr {o.fqe.learning_rate}. Dynamics: {dyn}.",
+        f"lr {o.fqe.learning_rate}, {o.fqe.n_members} member(s)"
+        f"{' (bootstrapped FQE: Bayesian-bootstrap refits, resample b uses member b mod M)' if o.fqe.n_members > 1 else ''}"
+        f". Dynamics: {dyn}.",
         f"- Truth: {c.truth_episodes} closed-loop episodes per candidate (common random numbers).",
         f"- Time: {ran}{_num(t.mean_replicate_seconds, 1)} s per replicate and worker; projected {projected} min "
         f"wall for R = 200 with {t.jobs} worker(s).",
