@@ -16,9 +16,10 @@ Bootstrapped FQE (Hao et al., ICML 2021; Kostrikov & Nachum, 2020): with `n_memb
 M Q-networks are trained together (one batched network), member m on a patient bootstrap
 resample of the fit patients (row weight = the weight of the row's patient) from its own
 initialisation; the resample is a Bayesian bootstrap (Exp(1) weight per patient), so no
-patient drops out of any member. `FittedQ.q_values` is their average (bagged FQE); `member_q_values` keeps them
-apart so the OPE bootstrap can pair each resample with one refitted Q-model and Q-fitting
-variability -- data and optimisation alike -- enters the interval.
+patient drops out of any member. `FittedQ.q_values` is their average (bagged FQE);
+`member_q_values` keeps them apart so the OPE bootstrap can pair each resample with one
+refitted Q-model and Q-fitting variability -- data and optimisation alike -- enters the
+interval.
 
 >>> rng = np.random.default_rng(0)
 >>> n = 64
