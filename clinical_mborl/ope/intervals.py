@@ -26,7 +26,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -170,6 +170,23 @@ class Replicates:
         return summarise(self.value, self.boot, self.jack, level, method)
 
 
+def member_bootstrap_sums(plan: ResamplePlan, n_members: int,
+                          member_stats: Callable[[int], np.ndarray]) -> np.ndarray:
+    """[B, K] sums where resample b sums member (b mod M)'s patient statistics [P, K]
+    (`member_stats(m)`), in one pass over the count matrix."""
+    stats = [member_stats(m) for m in range(n_members)]
+    out, start = [], 0
+    for counts in plan.chunks():
+        member_of = (start + np.arange(len(counts))) % n_members
+        block = np.empty((len(counts), stats[0].shape[1]))
+        for m in range(n_members):
+            rows = member_of == m
+            block[rows] = counts[rows].astype(np.float64) @ stats[m]
+        out.append(block)
+        start += len(counts)
+    return np.concatenate(out)
+
+
 def pair_q_members(boot: np.ndarray, data: OPEData, plan: ResamplePlan,
                    parts: list[tuple[Estimator, int, int]]) -> np.ndarray:
     """Bootstrapped FQE: overwrite, in `boot` [B, K], the columns [start, end) of every Q-based
@@ -179,12 +196,8 @@ def pair_q_members(boot: np.ndarray, data: OPEData, plan: ResamplePlan,
     if not data.n_q_members or not refitted:
         return boot
     cols = np.concatenate([np.arange(a, b) for _, a, b in refitted])
-    m_of_b = np.arange(plan.n_resamples) % data.n_q_members
-    for m in range(data.n_q_members):
-        member = data.with_q_member(m)
-        stats = np.concatenate([e.patient_stats(member) for e, _, _ in refitted], axis=1)
-        rows = m_of_b == m
-        boot[np.ix_(rows, cols)] = bootstrap_sums(plan, stats)[rows]
+    boot[:, cols] = member_bootstrap_sums(plan, data.n_q_members, lambda m: np.concatenate(
+        [e.patient_stats(data.with_q_member(m)) for e, _, _ in refitted], axis=1))
     return boot
 
 

@@ -47,7 +47,12 @@ from clinical_mborl.ope.data import OPEData
 from clinical_mborl.ope.diagnostics import kish_ess
 from clinical_mborl.ope.estimators import Estimator, OnPolicyValue
 from clinical_mborl.ope.evaluate import available_estimators
-from clinical_mborl.ope.intervals import ResamplePlan, bootstrap_sums, summarise
+from clinical_mborl.ope.intervals import (
+    ResamplePlan,
+    bootstrap_sums,
+    member_bootstrap_sums,
+    summarise,
+)
 from clinical_mborl.ope.results import OPEConfig
 
 ATTRIBUTES = ("sex", "age_band", "severity")
@@ -229,14 +234,14 @@ def _pair_q_members(boot: np.ndarray, data: OPEData, everyone: Sequence[Estimato
     edges, block = np.cumsum([0, *widths]), sum(widths)
     cols = np.concatenate([np.arange(g * block + edges[j], g * block + edges[j + 1])
                            for g in range(len(groups)) for j in refitted])
-    m_of_b = np.arange(plan.n_resamples) % data.n_q_members
-    for m in range(data.n_q_members):
+
+    def member_stats(m: int) -> np.ndarray:
         member = data.with_q_member(m)
         per_stay = [everyone[j].episode_stats(member) for j in refitted]
-        stats = np.concatenate([member.patient_sums(s * in_g[:, None]) for _, _, in_g in groups for s in per_stay],
-                               axis=1)
-        rows = m_of_b == m
-        boot[np.ix_(rows, cols)] = bootstrap_sums(plan, stats)[rows]
+        return np.concatenate([member.patient_sums(s * in_g[:, None]) for _, _, in_g in groups for s in per_stay],
+                              axis=1)
+
+    boot[:, cols] = member_bootstrap_sums(plan, data.n_q_members, member_stats)
 
 
 def _difference(everyone: Sequence[Estimator], edges: np.ndarray, sums: np.ndarray, j: int) -> np.ndarray:
