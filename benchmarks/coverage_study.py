@@ -6,7 +6,8 @@ models: see `clinical_mborl/studies/config.py`), R replicates, in steps of `--st
 wall-time budget per N can stop it early: the study resumes from its saved replicates, and the
 table is written for the replicates done, with the projected time for R = 200 in it.
 
-Results: `benchmarks/results/coverage_N{N}.md` and `.json` (copied from the study folder).
+Results: `benchmarks/results/coverage_N{N}.md` and `.json` (copied from the study folder);
+with `--adjust-history`, `coverage_N{N}_history.*` (OPE nuisance models see the treatment history).
 The reference (policy-training data, learned candidates, truth cache) is shared by every N and by
 `benchmarks/gate_study.py` under `--work`.
 
@@ -32,9 +33,13 @@ def log(line: str) -> None:
     sys.stdout.flush()
 
 
-def study_config(n: int, replicates: int, seed: int, fqe_epochs: int | None) -> StudyConfig:
-    """The study's defaults; `fqe_epochs` replaces the Q-model's epochs per FQE iteration."""
+def study_config(n: int, replicates: int, seed: int, fqe_epochs: int | None,
+                 adjust_history: bool = False) -> StudyConfig:
+    """The study's defaults; `fqe_epochs` replaces the Q-model's epochs per FQE iteration,
+    `adjust_history` turns on the OPE's treatment-history adjustment (`clinical_mborl.ope.history`)."""
     config = StudyConfig(replicates=replicates, patients=n, seed=seed)
+    if adjust_history:
+        config = config.model_copy(update={"ope": config.ope.model_copy(update={"adjust_for_history": True})})
     if fqe_epochs is None:
         return config
     fqe = config.ope.fqe.model_copy(update={"epochs_per_iteration": fqe_epochs})
@@ -42,14 +47,15 @@ def study_config(n: int, replicates: int, seed: int, fqe_epochs: int | None) -> 
 
 
 def run_one(n: int, replicates: int, budget_s: float, step: int, jobs: int, work: Path, seed: int,
-            fqe_epochs: int | None = None) -> None:
+            fqe_epochs: int | None = None, adjust_history: bool = False) -> None:
     """Run (or resume) the study at N = n until R = replicates or the budget is spent."""
     started = time.perf_counter()
-    out = work / f"coverage_N{n}"
+    name = f"coverage_N{n}" + ("_history" if adjust_history else "")
+    out = work / name
     done = 0
     while done < replicates:
         target = min(replicates, done + step)
-        result = run_study("coverage", study_config(n, target, seed, fqe_epochs), out,
+        result = run_study("coverage", study_config(n, target, seed, fqe_epochs, adjust_history), out,
                            ref_dir=work / "reference", jobs=jobs, log=log)
         done = result.n_replicates
         spent = time.perf_counter() - started
@@ -61,8 +67,8 @@ def run_one(n: int, replicates: int, budget_s: float, step: int, jobs: int, work
             break
     RESULTS.mkdir(parents=True, exist_ok=True)
     for ext in ("md", "json"):
-        shutil.copyfile(out / f"coverage.{ext}", RESULTS / f"coverage_N{n}.{ext}")
-    log(f"N={n}: wrote {RESULTS / f'coverage_N{n}.md'}")
+        shutil.copyfile(out / f"coverage.{ext}", RESULTS / f"{name}.{ext}")
+    log(f"N={n}: wrote {RESULTS / f'{name}.md'}")
 
 
 def main() -> None:
@@ -78,11 +84,14 @@ def main() -> None:
     parser.add_argument("--fqe-epochs", type=int, nargs="+", default=None,
                         help="Epochs per FQE iteration per N (default: the study's 4). With one epoch at "
                              "N = 5,000 an iteration takes 44 gradient steps, as 4 epochs do at N = 1,000 (36).")
+    parser.add_argument("--adjust-history", action="store_true",
+                        help="OPE with the treatment-history adjustment; results go to coverage_N{N}_history.*")
     args = parser.parse_args()
     budgets = args.budget_minutes * len(args.patients) if len(args.budget_minutes) == 1 else args.budget_minutes
     epochs = args.fqe_epochs or [None] * len(args.patients)
     for n, minutes, fqe_epochs in zip(args.patients, budgets, epochs, strict=True):
-        run_one(n, args.replicates, 60.0 * minutes, args.step, args.jobs, args.work, args.seed, fqe_epochs)
+        run_one(n, args.replicates, 60.0 * minutes, args.step, args.jobs, args.work, args.seed, fqe_epochs,
+                args.adjust_history)
 
 
 if __name__ == "__main__":

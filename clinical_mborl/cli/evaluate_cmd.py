@@ -81,6 +81,10 @@ def evaluate(
     clip: float | None = typer.Option(None, "--clip", help="Cap on cumulative importance ratios."),
     rollouts: int = typer.Option(10, "--rollouts", help="Model rollouts per evaluation stay."),
     seed: int = typer.Option(0, "--seed", help="Seed of resamples, HCOPE split, FQE and rollouts."),
+    adjust_history: bool = typer.Option(
+        False, "--adjust-history/--no-adjust-history",
+        help="Fit the clinician model of the weights and the Q-model on the state plus treatment "
+        "history (previous and cumulative doses); the policy still acts on the state."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Silence progress output."),
 ) -> None:
     """Estimate the policy's value with patient-bootstrap intervals against the clinician; write ope.json.
@@ -95,6 +99,7 @@ def evaluate(
             "eval_splits": _names(split, "--split"), "estimators": _names(estimators, "--estimators"),
             "n_resamples": resamples, "level": level, "method": method, "soften_epsilon": soften,
             "clip": clip, "model_rollouts": rollouts, "seed": seed, "fqe": {"seed": seed},
+            "adjust_for_history": adjust_history,
         }
         return _run(policy, cohort, behavior, dynamics, out, options)
 

@@ -42,6 +42,7 @@ from clinical_mborl.dynamics import DynamicsEnsemble
 from clinical_mborl.ope.data import OPEData, soften
 from clinical_mborl.ope.evaluate import evaluate_arrays
 from clinical_mborl.ope.fqe import FQEData, cross_fit_q
+from clinical_mborl.ope.history import HistoryAdjustment
 from clinical_mborl.ope.model_based import model_based_returns, softened_sampler
 from clinical_mborl.ope.results import OPEConfig, OPEReport
 
@@ -63,7 +64,12 @@ def evaluate_policy(
     and severity level, same resamples; read by `clinical-mborl report` for the gate).
     """
     config = config or OPEConfig()
-    data = build_ope_data(policy, transitions, behavior, dynamics, config)
+    history = None
+    if config.adjust_for_history:
+        from clinical_mborl.ope.history import fit_history_adjustment
+
+        history = fit_history_adjustment(transitions, behavior.config)
+    data = build_ope_data(policy, transitions, behavior, dynamics, config, history)
     report = evaluate_arrays(data, config, policy=policy.name)
     if out_dir is not None:
         from clinical_mborl.ope.subgroups import definition_for, evaluate_subgroups
@@ -81,10 +87,24 @@ def build_ope_data(
     behavior: ClinicianPolicy,
     dynamics: DynamicsEnsemble | None,
     config: OPEConfig,
+    history: HistoryAdjustment | None = None,
 ) -> OPEData:
-    """Steps 1-5 of the module recipe: the `OPEData` of `policy` on `config.eval_splits`."""
+    """Steps 1-5 of the module recipe: the `OPEData` of `policy` on `config.eval_splits`.
+
+    With `history` (`fit_history_adjustment` on this cohort) the clinician probabilities of the
+    importance weights come from pi_b(a | s, h) and the Q-model sees (s, h); the policy still
+    acts on the cohort state s, and the clinician evaluated as a policy is pi_b(a | s, h).
+    """
     _check_compatible(policy, transitions, behavior)
     raw, norm = transitions.arrays(normalised=False), transitions.arrays(normalised=True)
+    is_clinician = policy is behavior
+    clin, clin_set, raw_c, norm_c = behavior, transitions, raw, norm
+    if history is not None:
+        if history.base_manifest_hash != transitions.manifest_hash:
+            raise InputError("OPE: the treatment-history adjustment was fitted on another cohort build; "
+                             "refit it (`fit_history_adjustment`) on this cohort.")
+        clin, clin_set = history.behavior, history.transitions
+        raw_c, norm_c = clin_set.arrays(normalised=False), clin_set.arrays(normalised=True)
     split = transitions.frame["split"].to_numpy()
     rows = np.flatnonzero(np.isin(split, config.eval_splits))
     if rows.size == 0:
@@ -105,10 +125,10 @@ def build_ope_data(
     eps = config.soften_epsilon
     q_sa = v_s = pb_rec = q_members = v_members = None
     if transitions.manifest.action_space.kind == "discrete":
-        p_b = _behavior_proba(behavior, transitions, raw, rows, config)
+        p_b = _behavior_proba(clin, clin_set, raw_c, rows, config)
         # the clinician evaluated as a policy uses the same (out-of-fold where fitted) estimate
-        p_e = p_b if policy is behavior else np.asarray(policy.action_probabilities(raw.states[rows]),
-                                                         dtype=np.float64)
+        p_e = p_b if is_clinician else np.asarray(policy.action_probabilities(raw.states[rows]),
+                                                   dtype=np.float64)
         if p_e.shape != p_b.shape:
             raise InputError(f"OPE: policy '{policy.name}' gives {p_e.shape[1]} action probabilities, the "
                              f"cohort has {p_b.shape[1]} dose levels; use a policy built for this cohort.")
@@ -116,14 +136,18 @@ def build_ope_data(
         pb, pe = p_b[np.arange(rows.size), taken], p_e[np.arange(rows.size), taken]
         pb_rec = grid(p_b[np.arange(rows.size), p_e.argmax(axis=1)], 1.0)
         if any(name in config.estimators for name in Q_ESTIMATORS):
-            q = _fitted_q(policy, transitions, behavior, raw, norm, split, rows, config)  # [M, rows, A]
+            fit = np.flatnonzero(np.isin(split, config.q_fit_splits))
+            pb_next = clin.action_probabilities(raw_c.next_states[fit])
+            pe_next = pb_next if is_clinician else policy.action_probabilities(raw.next_states[fit])
+            next_policy = soften(pe_next, pb_next, eps)
+            q = _fitted_q(transitions, raw, norm_c, fit, rows, next_policy, config)  # [M, rows, A]
             p_soft = soften(p_e, p_b, eps)
             q_members = np.stack([grid(qm[np.arange(rows.size), taken], 0.0) for qm in q])
             v_members = np.stack([grid((p_soft * qm).sum(axis=1), 0.0) for qm in q])
             if len(q) == 1:
                 q_sa, v_s = q_members[0], v_members[0]
     else:
-        pb, pe = _densities(policy, behavior, raw, rows)
+        pb, pe = _densities(policy, clin, raw, raw_c, rows, is_clinician)
     model_returns = None
     if dynamics is not None and "model_based" in config.estimators:
         first = rows[step == 0][np.argsort(episode[step == 0])]
@@ -181,37 +205,39 @@ def _behavior_proba(behavior: ClinicianPolicy, transitions: TransitionSet, raw: 
     return p
 
 
-def _densities(policy: Policy, behavior: ClinicianPolicy, raw: TransitionArrays,
-               rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _densities(policy: Policy, clin: ClinicianPolicy, raw: TransitionArrays, raw_c: TransitionArrays,
+               rows: np.ndarray, is_clinician: bool) -> tuple[np.ndarray, np.ndarray]:
+    log_pb = np.asarray(clin.log_density(raw_c.states[rows], raw.doses[rows]), dtype=np.float64)
+    if is_clinician:
+        return np.exp(log_pb), np.exp(log_pb)
     log_pe = np.asarray(policy.log_density(raw.states[rows], raw.doses[rows]), dtype=np.float64)  # type: ignore[attr-defined]
     if np.isposinf(log_pe).any():
         raise InputError(f"OPE: policy '{policy.name}' recommends exact doses (a point mass), so density "
                          "ratios are undefined; evaluate it on a dose-level (discrete) cohort or give it a "
                          "dose distribution.")
-    log_pb = np.asarray(behavior.log_density(raw.states[rows], raw.doses[rows]), dtype=np.float64)
     return np.exp(log_pb), np.exp(log_pe)
 
 
-def _fitted_q(policy: Policy, transitions: TransitionSet, behavior: ClinicianPolicy, raw: TransitionArrays,
-              norm: TransitionArrays, split: np.ndarray, rows: np.ndarray, config: OPEConfig) -> np.ndarray:
-    """Cross-fitted Q [M, len(rows), A] of the softened policy (M = `config.fqe.n_members`)."""
+def _fitted_q(transitions: TransitionSet, raw: TransitionArrays, norm_c: TransitionArrays, fit: np.ndarray,
+              rows: np.ndarray, next_policy: np.ndarray, config: OPEConfig) -> np.ndarray:
+    """Cross-fitted Q [M, len(rows), A] of the softened policy (M = `config.fqe.n_members`).
+
+    `norm_c` holds the normalised states the Q-model sees (the cohort state, or (s, h));
+    `next_policy` is the softened policy's probabilities at the next state of each `fit` row.
+    """
     n_steps = transitions.manifest.n_steps
     eye = np.eye(n_steps, dtype=np.float32)
 
     def features(states: np.ndarray, steps: np.ndarray) -> np.ndarray:
         return np.concatenate([states.astype(np.float32), eye[np.minimum(steps, n_steps - 1)]], axis=1)
 
-    fit = np.flatnonzero(np.isin(split, config.q_fit_splits))
     if fit.size == 0:
         raise InputError(f"OPE: no rows in q_fit_splits {list(config.q_fit_splits)} to fit the Q-model on.")
-    next_raw = raw.next_states[fit]
-    next_policy = soften(policy.action_probabilities(next_raw), behavior.action_probabilities(next_raw),
-                         config.soften_epsilon)
     data = FQEData(
-        features=features(norm.states[fit], norm.step[fit]), actions=raw.actions[fit],
+        features=features(norm_c.states[fit], raw.step[fit]), actions=raw.actions[fit],
         rewards=raw.rewards[fit].astype(np.float64), end=raw.end[fit],
-        next_features=features(norm.next_states[fit], norm.step[fit] + 1),
+        next_features=features(norm_c.next_states[fit], raw.step[fit] + 1),
         next_policy=next_policy, patient=raw.patient[fit],
     )
-    return cross_fit_q(data, features(norm.states[rows], norm.step[rows]), raw.patient[rows],
+    return cross_fit_q(data, features(norm_c.states[rows], raw.step[rows]), raw.patient[rows],
                        transitions.n_actions, transitions.manifest.gamma, n_steps, config.fqe)

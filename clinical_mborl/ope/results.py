@@ -53,6 +53,11 @@ class OPEConfig(StrictModel):
                                           "by patient folds.")
     fqe: FQEConfig = Field(default_factory=FQEConfig, description="Fitted-Q model settings.")
     model_rollouts: int = Field(10, ge=1, description="Model rollouts per evaluation stay (model_based).")
+    adjust_for_history: bool = Field(
+        False, description="Condition the clinician model of the importance weights and the Q-model on "
+        "the treatment history (previous and cumulative doses; `ope.history`) as well as the cohort "
+        "state. Clinicians titrate, so pi_b(a | s) alone misweights persistent treatment patterns. "
+        "Off by default: on the sepsis simulator it made FQE more biased (docs/coverage.md).")
 
     @field_validator("estimators")
     @classmethod

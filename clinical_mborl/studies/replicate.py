@@ -28,6 +28,7 @@ from clinical_mborl.cohort.build import build_cohort
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.dynamics import DynamicsEnsemble, fit_dynamics
 from clinical_mborl.ope import OPEConfig, OPEReport, build_ope_data, evaluate_arrays
+from clinical_mborl.ope.history import fit_history_adjustment
 from clinical_mborl.ope.results import finite_or_none
 from clinical_mborl.ope.subgroups import first_step_labels, subgroup_differences
 from clinical_mborl.report.collect import evidence_from_ope
@@ -88,13 +89,15 @@ def estimate_all(transitions: TransitionSet, config: StudyConfig, reference: Stu
     """OPE (and the gate) for every candidate on one replicate's cohort."""
     behavior, dynamics = fit_nuisance(transitions, config, seed)
     ope = replicate_ope_config(config, seed)
+    history = (fit_history_adjustment(transitions, config.behavior.model_copy(update={"seed": seed}))
+               if ope.adjust_for_history else None)
     labels = first_step_labels(transitions, ope.eval_splits, config.subgroups)
     candidates: dict[str, Any] = {}
     n_patients = 0
     for name in config.candidates:
         policy = behavior if name == "clinician" else reference.candidate(
             name, transitions.feature_names, transitions.manifest.action_space)
-        data = build_ope_data(policy, transitions, behavior, dynamics, ope)
+        data = build_ope_data(policy, transitions, behavior, dynamics, ope, history)
         report = evaluate_arrays(data, ope, policy=name)
         n_patients = report.n_patients
         record = report_record(report, include_on_policy=name == "clinician")

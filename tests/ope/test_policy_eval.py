@@ -113,6 +113,21 @@ def test_cli_evaluate_writes_ope_json(folders):
     assert report.estimate("wis").n_resamples == 100
 
 
+def test_cli_evaluate_adjusts_for_treatment_history_when_asked(folders):
+    base = ["--quiet", "evaluate", "--policy", "no-treatment", "--cohort", str(folders["cohort"]),
+            "--behavior", str(folders["behavior"]), "--split", "val,test", "--resamples", "50",
+            "--estimators", "wis"]
+    values = {}
+    for flag in ("--no-adjust-history", "--adjust-history"):
+        out = folders["root"] / f"ope{flag}"
+        res = CliRunner().invoke(app, [*base, "--out", str(out), flag])
+        assert res.exit_code == 0, res.output
+        report = OPEReport.model_validate_json((out / "ope.json").read_text())
+        assert report.settings.adjust_for_history is (flag == "--adjust-history")
+        values[flag] = report.estimate("wis").value
+    assert values["--adjust-history"] != pytest.approx(values["--no-adjust-history"], abs=1e-9)
+
+
 @pytest.mark.parametrize("extra", [["--estimators", "magic"], ["--split", "holdout"], ["--policy", "nowhere.yaml"],
                                    ["--method", "normal"]])
 def test_cli_bad_options_exit_2(folders, extra):
