@@ -15,6 +15,7 @@ import yaml
 
 from clinical_mborl.cohort import TransitionSet
 from clinical_mborl.core.errors import InputError
+from clinical_mborl.core.io import sha256_file
 from clinical_mborl.policies.selection import SelectionConfig, model_based_value, select_policy
 from clinical_mborl.policies.train import MODEL_BASED, default_config, train_policy
 
@@ -71,7 +72,10 @@ def train_policy_artifact(algo: str, cohort: Path, out: Path, behavior: Path | N
         if ensemble is not None and len(transitions.split("val")):
             summary["val_model_value"] = model_based_value(policy, transitions, ensemble,
                                                            SelectionConfig()).to_dict()
-    policy.save(out)
+    trained_with = {f"{name}_manifest_sha256": sha256_file(Path(folder) / "manifest.json")
+                    for name, folder in (("behavior", behavior), ("dynamics", dynamics)) if folder is not None}
+    policy.save(out, trained_with=trained_with)
+    summary["trained_with"] = trained_with
     summary["config"] = {k: v for k, v in policy.config.items() if k != "selection"}
     summary["final_metrics"] = policy.history[-1] if policy.history else {}
     return summary

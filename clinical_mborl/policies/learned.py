@@ -12,6 +12,7 @@ policies give the mean dose (or samples) and a log-density in clinical units.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -186,8 +187,12 @@ class LearnedPolicy:
         return clone
 
     # ---------------------------------------------------------------- artifacts
-    def save(self, path: str | Path) -> Path:
-        """Write the artifact folder (config.json, policy/critic safetensors, manifest.json)."""
+    def save(self, path: str | Path, trained_with: Mapping[str, str] | None = None) -> Path:
+        """Write the artifact folder (config.json, policy/critic safetensors, manifest.json).
+
+        `trained_with` names the artifacts training used (e.g. the sha256 of the dynamics
+        ensemble's manifest); it is kept in `training.json` for the audit trail.
+        """
         tensors = {"policy": self.network.state_dict()}
         if self.critic is not None:
             tensors["critic"] = self.critic.state_dict()
@@ -200,7 +205,7 @@ class LearnedPolicy:
             "output": dataclasses.asdict(self.output), "algo_config": self.config,
         }
         save_artifact(path, kind=POLICY_KIND, config=config, tensors=tensors,
-                      extras={"training": {"history": self.history}},
+                      extras={"training": {"history": self.history, "trained_with": dict(trained_with or {})}},
                       cohort_manifest_hash=self.cohort_manifest_hash, seed=self.seed,
                       metadata={"algo": self.algo})
         return Path(path)

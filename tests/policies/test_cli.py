@@ -57,6 +57,11 @@ def test_train_policy_writes_an_artifact_and_prints_a_summary(folders: dict[str,
 
     policy = LearnedPolicy.load(out, behavior=ClinicianPolicy.load(folders["behavior"]))
     assert policy.algo == "combo" and policy.config["n_updates"] == 12
+    # the artifact names the clinician model and the dynamics ensemble it was trained with
+    expected = {"behavior_manifest_sha256": sha256_file(folders["behavior"] / "manifest.json"),
+                "dynamics_manifest_sha256": sha256_file(folders["dynamics"] / "manifest.json")}
+    assert summary["trained_with"] == expected
+    assert json.loads((out / "training.json").read_text())["trained_with"] == expected
 
 
 @pytest.mark.parametrize("args, message", [
