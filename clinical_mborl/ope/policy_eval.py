@@ -42,7 +42,7 @@ from clinical_mborl.dynamics import DynamicsEnsemble
 from clinical_mborl.ope.data import OPEData, soften
 from clinical_mborl.ope.evaluate import evaluate_arrays
 from clinical_mborl.ope.fqe import FQEData, cross_fit_q
-from clinical_mborl.ope.history import HistoryAdjustment
+from clinical_mborl.ope.history import HistoryAdjustment, fit_history_adjustment
 from clinical_mborl.ope.model_based import model_based_returns, softened_sampler
 from clinical_mborl.ope.results import OPEConfig, OPEReport
 
@@ -64,11 +64,7 @@ def evaluate_policy(
     and severity level, same resamples; read by `clinical-mborl report` for the gate).
     """
     config = config or OPEConfig()
-    history = None
-    if config.adjust_for_history:
-        from clinical_mborl.ope.history import fit_history_adjustment
-
-        history = fit_history_adjustment(transitions, behavior.config)
+    history = fit_history_adjustment(transitions, behavior.config) if config.adjust_for_history else None
     data = build_ope_data(policy, transitions, behavior, dynamics, config, history)
     report = evaluate_arrays(data, config, policy=policy.name)
     if out_dir is not None:
@@ -137,6 +133,8 @@ def build_ope_data(
         pb_rec = grid(p_b[np.arange(rows.size), p_e.argmax(axis=1)], 1.0)
         if any(name in config.estimators for name in Q_ESTIMATORS):
             fit = np.flatnonzero(np.isin(split, config.q_fit_splits))
+            if fit.size == 0:
+                raise InputError(f"OPE: no rows in q_fit_splits {list(config.q_fit_splits)} to fit the Q-model on.")
             pb_next = clin.action_probabilities(raw_c.next_states[fit])
             pe_next = pb_next if is_clinician else policy.action_probabilities(raw.next_states[fit])
             next_policy = soften(pe_next, pb_next, eps)
@@ -231,8 +229,6 @@ def _fitted_q(transitions: TransitionSet, raw: TransitionArrays, norm_c: Transit
     def features(states: np.ndarray, steps: np.ndarray) -> np.ndarray:
         return np.concatenate([states.astype(np.float32), eye[np.minimum(steps, n_steps - 1)]], axis=1)
 
-    if fit.size == 0:
-        raise InputError(f"OPE: no rows in q_fit_splits {list(config.q_fit_splits)} to fit the Q-model on.")
     data = FQEData(
         features=features(norm_c.states[fit], raw.step[fit]), actions=raw.actions[fit],
         rewards=raw.rewards[fit].astype(np.float64), end=raw.end[fit],

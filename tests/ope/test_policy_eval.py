@@ -79,6 +79,8 @@ def test_incompatible_inputs_are_refused(toy):
         build_ope_data(NoTreatmentPolicy(other.feature_names, other.manifest.action_space), ts, pi_b, None, FAST)
     with pytest.raises(InputError, match="no rows"):
         build_ope_data(pi_b, ts.split("train"), pi_b, None, FAST)
+    with pytest.raises(InputError, match=r"no rows in q_fit_splits \['train'\]"):
+        build_ope_data(pi_b, ts.split("val", "test"), pi_b, None, FAST)
 
 
 @pytest.fixture(scope="module")
