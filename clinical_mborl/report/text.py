@@ -22,7 +22,7 @@ STANDARD_LIMITATIONS = (
     "importance weights and the support mask.",
     "The intervals are narrower than their nominal level suggests: in the project's simulation "
     "studies with known truth (docs/coverage.md; sepsis simulator, 1,000-5,000 patients) the 95% "
-    "intervals of the bootstrapped FQE estimate covered the true value in 60-87% of data sets, and "
+    "intervals of the bootstrapped FQE estimate covered the true value in 66-87% of data sets, and "
     "withholding treatment was overestimated by every estimator. Read a lower bound as optimistic.",
     "The dynamics model was evaluated on held-out patients only as far as the horizons shown; "
     "model-based value estimates beyond them extrapolate.",
