@@ -89,8 +89,7 @@ def estimate_all(transitions: TransitionSet, config: StudyConfig, reference: Stu
     """OPE (and the gate) for every candidate on one replicate's cohort."""
     behavior, dynamics = fit_nuisance(transitions, config, seed)
     ope = replicate_ope_config(config, seed)
-    history = (fit_history_adjustment(transitions, config.behavior.model_copy(update={"seed": seed}))
-               if ope.adjust_for_history else None)
+    history = fit_history_adjustment(transitions, behavior.config) if ope.adjust_for_history else None
     labels = first_step_labels(transitions, ope.eval_splits, config.subgroups)
     candidates: dict[str, Any] = {}
     n_patients = 0
