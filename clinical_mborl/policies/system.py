@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ class _UpdateIndex(Dataset[int]):
         return i
 
 
-class PolicySystem(pl.LightningModule):
+class PolicySystem(pl.LightningModule, ABC):
     """Manual-optimisation Lightning system; subclasses define `optimiser_groups` and `update`."""
 
     def __init__(self, config: LearnerConfig, data: TrainingData) -> None:
@@ -100,13 +101,13 @@ class PolicySystem(pl.LightningModule):
         self.generator = torch.Generator().manual_seed(config.seed)
 
     # subclasses ----------------------------------------------------------------
+    @abstractmethod
     def optimiser_groups(self) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
         """name -> (parameters, learning rate); one Adam optimiser each."""
-        raise NotImplementedError
 
+    @abstractmethod
     def update(self, i: int) -> dict[str, Tensor]:
         """One gradient update; returns detached metrics."""
-        raise NotImplementedError
 
     # plumbing ------------------------------------------------------------------
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -152,13 +153,13 @@ class ModelBasedSystem(PolicySystem):
         self.model = ReplayBuffer(capacity=config.rollout_batch * config.horizon * config.retain_rounds)
         self.model_generator = torch.Generator(device=model_device(dynamics)).manual_seed(config.seed + 1)
 
+    @abstractmethod
     def act(self, states: Tensor, log_pb: Tensor | None, generator: torch.Generator) -> Tensor:
         """The current policy's action as buffers store it (subclasses delegate to their agent)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def env_actions(self, actions: Tensor) -> Tensor:
         """Buffer actions -> dynamics actions (subclasses delegate to their agent)."""
-        raise NotImplementedError
 
     def _act_on_device(self) -> ActFn:
         def act(states: Tensor, log_pb: Tensor | None, _: torch.Generator) -> Tensor:
