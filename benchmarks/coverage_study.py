@@ -8,8 +8,10 @@ table is written for the replicates done, with the projected time for R = 200 in
 
 Results: `benchmarks/results/coverage_N{N}.md` and `.json` (copied from the study folder);
 with `--adjust-history`, `coverage_N{N}_history.*` (OPE nuisance models see the treatment history).
-The reference (policy-training data, learned candidates, truth cache) is shared by every N and by
-`benchmarks/gate_study.py` under `--work`.
+With `--usual-care at-steps` (clinicians decide only at the cohort's decision times: no within-step
+confounding), `coverage_N{N}_atsteps.*`. The reference (policy-training data, learned candidates,
+truth cache) is shared by every N and by `benchmarks/gate_study.py` under `--work`
+(`reference/`, and `reference_atsteps/` for the at-steps arm).
 
 Run: OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/coverage_study.py --patients 1000 5000 \\
          --replicates 200 --budget-minutes 60 40 > /tmp/coverage_study.log 2>&1 &
@@ -34,10 +36,11 @@ def log(line: str) -> None:
 
 
 def study_config(n: int, replicates: int, seed: int, fqe_epochs: int | None,
-                 adjust_history: bool = False) -> StudyConfig:
+                 adjust_history: bool = False, usual_care: str = "hourly") -> StudyConfig:
     """The study's defaults; `fqe_epochs` replaces the Q-model's epochs per FQE iteration,
-    `adjust_history` turns on the OPE's treatment-history adjustment (`clinical_mborl.ope.history`)."""
-    config = StudyConfig(replicates=replicates, patients=n, seed=seed)
+    `adjust_history` turns on the OPE's treatment-history adjustment (`clinical_mborl.ope.history`),
+    `usual_care` picks the simulated clinicians (`StudyConfig.usual_care`)."""
+    config = StudyConfig(replicates=replicates, patients=n, seed=seed, usual_care=usual_care)
     if adjust_history:
         config = config.model_copy(update={"ope": config.ope.model_copy(update={"adjust_for_history": True})})
     if fqe_epochs is None:
@@ -47,16 +50,17 @@ def study_config(n: int, replicates: int, seed: int, fqe_epochs: int | None,
 
 
 def run_one(n: int, replicates: int, budget_s: float, step: int, jobs: int, work: Path, seed: int,
-            fqe_epochs: int | None = None, adjust_history: bool = False) -> None:
+            fqe_epochs: int | None = None, adjust_history: bool = False, usual_care: str = "hourly") -> None:
     """Run (or resume) the study at N = n until R = replicates or the budget is spent."""
     started = time.perf_counter()
-    name = f"coverage_N{n}" + ("_history" if adjust_history else "")
+    arm = "" if usual_care == "hourly" else "_atsteps"
+    name = f"coverage_N{n}" + ("_history" if adjust_history else "") + arm
     out = work / name
     done = 0
     while done < replicates:
         target = min(replicates, done + step)
-        result = run_study("coverage", study_config(n, target, seed, fqe_epochs, adjust_history), out,
-                           ref_dir=work / "reference", jobs=jobs, log=log)
+        config = study_config(n, target, seed, fqe_epochs, adjust_history, usual_care)
+        result = run_study("coverage", config, out, ref_dir=work / f"reference{arm}", jobs=jobs, log=log)
         done = result.n_replicates
         spent = time.perf_counter() - started
         per = result.timing.mean_replicate_seconds or 0.0
@@ -86,12 +90,15 @@ def main() -> None:
                              "N = 5,000 an iteration takes 44 gradient steps, as 4 epochs do at N = 1,000 (36).")
     parser.add_argument("--adjust-history", action="store_true",
                         help="OPE with the treatment-history adjustment; results go to coverage_N{N}_history.*")
+    parser.add_argument("--usual-care", choices=["hourly", "at-steps"], default="hourly",
+                        help="Simulated clinicians (StudyConfig.usual_care); at-steps: results go to "
+                             "coverage_N{N}_atsteps.* with their own reference folder (reference_atsteps).")
     args = parser.parse_args()
     budgets = args.budget_minutes * len(args.patients) if len(args.budget_minutes) == 1 else args.budget_minutes
     epochs = args.fqe_epochs or [None] * len(args.patients)
     for n, minutes, fqe_epochs in zip(args.patients, budgets, epochs, strict=True):
         run_one(n, args.replicates, 60.0 * minutes, args.step, args.jobs, args.work, args.seed, fqe_epochs,
-                args.adjust_history)
+                args.adjust_history, args.usual_care)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ sets of N patients. With the same `--work`, N and seed as `benchmarks/coverage_s
 the coverage study's replicates (each replicate already holds every candidate's gate decision),
 so only missing replicates are computed.
 
-Results: `benchmarks/results/gate_N{N}.md` and `.json`.
+Results: `benchmarks/results/gate_N{N}.md` and `.json` (`gate_N{N}_atsteps.*` with `--usual-care at-steps`).
 
 Run: OMP_NUM_THREADS=1 nohup .venv/bin/python benchmarks/gate_study.py --patients 1000 \\
          --replicates 100 > /tmp/gate_study.log 2>&1 &
@@ -40,17 +40,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/clinical_mborl_studies"))
     parser.add_argument("--fqe-epochs", type=int, default=None, help="As in coverage_study.py for this N.")
+    parser.add_argument("--usual-care", choices=["hourly", "at-steps"], default="hourly",
+                        help="As in coverage_study.py; at-steps: results go to gate_N{N}_atsteps.*")
     args = parser.parse_args()
     if args.replicates < 100:
         log("note: the issue asks for R >= 100; this run is a smaller one")
-    out = args.work / f"coverage_N{args.patients}"  # shared with the coverage study
-    config = study_config(args.patients, args.replicates, args.seed, args.fqe_epochs)
-    result = run_study("gate", config, out, ref_dir=args.work / "reference", jobs=args.jobs, log=log)
+    arm = "" if args.usual_care == "hourly" else "_atsteps"
+    out = args.work / f"coverage_N{args.patients}{arm}"  # shared with the coverage study
+    config = study_config(args.patients, args.replicates, args.seed, args.fqe_epochs, usual_care=args.usual_care)
+    result = run_study("gate", config, out, ref_dir=args.work / f"reference{arm}", jobs=args.jobs, log=log)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    name = f"gate_N{args.patients}{arm}"
     for ext in ("md", "json"):
-        shutil.copyfile(out / f"gate.{ext}", RESULTS / f"gate_N{args.patients}.{ext}")
+        shutil.copyfile(out / f"gate.{ext}", RESULTS / f"{name}.{ext}")
     v = result.verdict
-    log(f"wrote {RESULTS / f'gate_N{args.patients}.md'}; worse refused >= 95%: "
+    log(f"wrote {RESULTS / f'{name}.md'}; worse refused >= 95%: "
         f"{v.all_worse_refused if v else None}; best learned {v.best_learned if v else None} passes "
         f"{v.best_learned_pass_share if v else None}")
 

@@ -59,6 +59,7 @@ def _run(policy: str, cohort: Path, behavior: Path, dynamics: Path | None, out: 
         "estimates": {e.estimator: {**brief(e), "ess": e.ess} for e in report.estimates},
         "minus_clinician": {d.estimator: brief(d) for d in report.differences},
         "high_confidence_lower_bound": report.high_confidence.lower_bound,
+        "high_confidence_valid": report.high_confidence.valid,
         "skipped": report.skipped,
     }
 

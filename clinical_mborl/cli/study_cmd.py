@@ -105,6 +105,9 @@ def _command(kind: str):  # type: ignore[no-untyped-def]
         truth_episodes: int | None = typer.Option(None, "--truth-episodes", help="Closed-loop episodes per candidate."),
         training_patients: int | None = typer.Option(None, "--training-patients", help="Policy-training patients."),
         test_share: float | None = typer.Option(None, "--test-share", help="Share of each data set evaluated."),
+        usual_care: str | None = typer.Option(None, "--usual-care", help="Simulated clinicians: hourly (default; "
+                                              "they also act inside decision steps) or at-steps (only at "
+                                              "decision times: no within-step confounding)."),
         resamples: int | None = typer.Option(None, "--resamples", help="Patient bootstrap resamples B."),
         estimators: str | None = typer.Option(None, "--estimators", help="OPE estimators, comma-separated."),
         config_file: Path | None = typer.Option(None, "--config", help="StudyConfig fields (JSON/YAML); options "
@@ -117,7 +120,7 @@ def _command(kind: str):  # type: ignore[no-untyped-def]
         options = {"simulator": sim, "replicates": replicates, "patients": patients,
                    "policies": tuple(policy) if policy else None, "seed": seed,
                    "spec_path": None if spec is None else str(spec), "truth_episodes": truth_episodes,
-                   "training_patients": training_patients, "test_share": test_share}
+                   "training_patients": training_patients, "test_share": test_share, "usual_care": usual_care}
         print_json(run_library_call(lambda: _run(kind, options, out, reference, jobs, config_file, gate_config,
                                                  resamples, estimators)))
 

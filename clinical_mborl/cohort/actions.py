@@ -184,6 +184,27 @@ def step_doses(spec: CohortSpec, rows: pl.DataFrame, windows: pl.DataFrame) -> p
     return out.with_columns(pl.Series(a.name, doses[:, j]) for j, a in enumerate(spec.actions))
 
 
+def order_timing(spec: CohortSpec, rows: pl.DataFrame) -> list[tuple[str, int, float]]:
+    """(dimension, orders, share charted >= 1 h after the start of their step) per action dimension.
+
+    `rows`: usable rows inside the window, as `step_doses` takes them (`s`, `t0_us`, `dim`).
+
+    >>> from clinical_mborl.cohort.toy import toy_spec
+    >>> h = 3_600_000_000
+    >>> rows = pl.DataFrame({"s": [0, h // 2, 5 * h, 7 * h], "t0_us": [0] * 4, "dim": [0, 0, 0, 1]})
+    >>> order_timing(toy_spec(), rows)
+    [('iv_fluid_ml', 3, 0.3333333333333333), ('norepinephrine_ug_kg_min', 1, 1.0)]
+    """
+    step = hours_to_us(spec.time.step_hours)
+    into = (pl.max_horizontal("s", "t0_us") - pl.col("t0_us")) % step
+    late = rows.select(pl.col("dim"), (into >= US_PER_HOUR).alias("late"))
+    out = []
+    for dim, a in enumerate(spec.actions):
+        mine = late.filter(pl.col("dim") == dim)["late"]
+        out.append((a.name, mine.len(), float(mine.mean()) if mine.len() else 0.0))  # type: ignore[arg-type]
+    return out
+
+
 def _check_max_dose(spec: CohortSpec, doses: np.ndarray, cell: np.ndarray, row_nr: np.ndarray) -> None:
     """Refuse steps whose dose exceeds the dimension's `max_dose` (rows named, values never)."""
     violations = []

@@ -152,7 +152,7 @@ def build_transitions(
     tick()
 
     weight_fill = _train_weight(included)
-    doses, t_dropped = _doses(spec, inputs.treatments, windows, included, weight_fill)
+    doses, t_dropped, timing = _doses(spec, inputs.treatments, windows, included, weight_fill)
     dropped += t_dropped
     _refuse_duplicates(spec, dropped)
     tick()
@@ -177,7 +177,7 @@ def build_transitions(
                "reward", "reward_intermediate", "done", "died", "truncated", *[NEXT_PREFIX + n for n in names]]
     frame = frame.sort("stay_idx", "step").select(columns)
     infos = state_feature_infos(spec, frame.filter(pl.col("split") == "train"), fills)
-    manifest = make_manifest(spec, inputs, frame, infos, space, included, flow, dropped, missing_share)
+    manifest = make_manifest(spec, inputs, frame, infos, space, included, flow, dropped, missing_share, timing)
     return frame, manifest
 
 
@@ -196,7 +196,7 @@ def _train_weight(included: pl.DataFrame) -> float | None:
 def _doses(
     spec: CohortSpec, treatments: pl.LazyFrame, windows: pl.DataFrame, included: pl.DataFrame,
     weight_fill: float | None,
-) -> tuple[pl.DataFrame, list[tuple[str, str, int]]]:
+) -> tuple[pl.DataFrame, list[tuple[str, str, int]], list[tuple[str, int, float]]]:
     rows = actions.spec_treatment_rows(spec, treatments)
     n_total = int(treatments.select(pl.len()).collect().item())
     stay_info = windows.select("stay_id", "stay_idx", "t0_us", "stay_end_us", "weight_kg",
@@ -221,7 +221,7 @@ def _doses(
     if needs_kg.height:
         actions.check_weights(needs_kg)
     doses = actions.step_doses(spec, kept, included.select("stay_idx", "n_steps"))
-    return doses, dropped
+    return doses, dropped, actions.order_timing(spec, kept)
 
 
 def _refuse_duplicates(spec: CohortSpec, dropped: list[tuple[str, str, int]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from clinical_mborl import __version__
 from clinical_mborl.cohort.spec import CohortSpec
@@ -98,6 +99,22 @@ class DroppedRows(StrictModel):
     count: int
 
 
+class ActionTiming(StrictModel):
+    """When, inside their decision step, the orders behind one action dimension were charted.
+
+    The state of a step holds only what was charted before the step; an order charted later in
+    the step may answer what happened inside it (a falling blood pressure), so the step's dose and
+    its outcome share a cause the state cannot hold. A large `share_after_first_hour` warns that
+    values of withholding treatment can be optimistic (the steps without a drug are those in which
+    the patient stayed stable; Jeter et al. 2019 on the AI Clinician).
+    """
+
+    dimension: str
+    orders: int = Field(ge=0, description="Treatment rows (boluses, rate settings) inside the window.")
+    share_after_first_hour: float = Field(ge=0.0, le=1.0, description="Share of those charted one hour "
+                                          "or more after the start of their step.")
+
+
 class CohortManifest(StrictModel):
     schema_version: int = COHORT_SCHEMA_VERSION
     package_version: str = __version__
@@ -115,6 +132,8 @@ class CohortManifest(StrictModel):
     exclusion_flow: list[ExclusionStep]
     dropped_rows: list[DroppedRows]
     missingness: dict[str, float]
+    action_timing: list[ActionTiming] = Field(default_factory=list, description="Per action dimension "
+                                              "(empty in manifests written before it existed).")
 
     def manifest_hash(self) -> str:
         return sha256_json(self.model_dump(mode="json"))

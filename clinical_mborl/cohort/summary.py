@@ -24,6 +24,7 @@ import polars as pl
 from clinical_mborl.cohort import features
 from clinical_mborl.cohort.manifest import (
     ActionSpaceInfo,
+    ActionTiming,
     CohortManifest,
     DroppedRows,
     ExclusionStep,
@@ -138,6 +139,7 @@ def make_manifest(
     flow: list[ExclusionStep],
     dropped: list[tuple[str, str, int]],
     missingness: dict[str, float],
+    action_timing: list[tuple[str, int, float]] | None = None,
 ) -> CohortManifest:
     """The manifest of a built cohort; `transitions_sha256` is filled in once the file is written.
 
@@ -158,4 +160,6 @@ def make_manifest(
         exclusion_flow=flow,
         dropped_rows=[DroppedRows(table=t, reason=r, count=c) for t, r, c in dropped],
         missingness=missingness,
+        action_timing=[ActionTiming(dimension=d, orders=n, share_after_first_hour=share)
+                       for d, n, share in action_timing or []],
     )

@@ -100,7 +100,7 @@ def evaluate_arrays(data: OPEData, config: OPEConfig | None = None, policy: str 
         high_confidence=HighConfidenceBound(
             lower_bound=hc.lower_bound, confidence=1.0 - hc.delta, threshold_c=hc.threshold_c,
             n_patients_bound=hc.n_patients_bound, n_patients_selection=hc.n_patients_selection,
-            truncated_share=hc.truncated_share,
+            truncated_share=hc.truncated_share, valid=hc.valid, mean_weight=finite_or_none(hc.mean_weight),
         ),
         skipped=skipped,
     )

@@ -15,6 +15,12 @@ Recipe:
 4. c is chosen on a small held-out share of patients (default 5%) by maximising the bound
    predicted for the size of the remaining patients; the bound is computed on the rest.
 5. Map back: V_e >= G_min + (G_max - G_min) * max(bound, 0) (G_min itself: uninformative).
+6. The inequality needs the true behaviour probabilities (E_b[W] = 1, so E[X] <= 1). With an
+   estimated, over-confident clinician model the weights average far above 1 and the "bound" can
+   exceed the largest possible return (seen in the simulation studies: 2,190 on a [-1, 1] scale
+   at ESS ~1). A normalised bound above 1 is therefore reported as not valid: `valid` False,
+   `lower_bound` = G_min (the uninformative bound) and `mean_weight` (the patients' mean trajectory
+   weight, 1 in expectation under correct weights) says how far off the weights are.
 
 >>> rng = np.random.default_rng(0)
 >>> x = rng.uniform(size=2000)
@@ -60,6 +66,8 @@ class HCOPEBound:
     n_patients_bound: int
     n_patients_selection: int
     truncated_share: float
+    valid: bool = True
+    mean_weight: float | None = None
 
 
 def high_confidence_lower_bound(
@@ -80,8 +88,9 @@ def high_confidence_lower_bound(
     g_min, g_max = data.return_bounds
     normalised = (data.returns() - g_min) / (g_max - g_min)
     weight = np.cumprod(data.ratios(), axis=1)[:, -1]
-    per_patient = data.patient_sums(np.stack([weight * normalised, np.ones(data.n_episodes)], axis=1))
-    x = per_patient[:, 0] / per_patient[:, 1]
+    per_patient = data.patient_sums(np.stack([weight * normalised, weight, np.ones(data.n_episodes)], axis=1))
+    x = per_patient[:, 0] / per_patient[:, 2]
+    mean_weight = float(np.mean(per_patient[:, 1] / per_patient[:, 2]))
 
     order = np.random.default_rng(seed).permutation(x.size)
     n_sel = max(2, int(round(selection_fraction * x.size)))
@@ -94,8 +103,11 @@ def high_confidence_lower_bound(
     predicted = [empirical_bernstein_lower(x_sel, c, delta, n_effective=x_bound.size) for c in candidates]
     c_best = float(candidates[int(np.argmax(predicted))])
     bound = empirical_bernstein_lower(x_bound, c_best, delta)
+    valid = bound <= 1.0  # E[X] <= 1 under correct weights: a larger bound proves they are not
     return HCOPEBound(
-        lower_bound=float(g_min + (g_max - g_min) * max(bound, 0.0)),
+        lower_bound=float(g_min + (g_max - g_min) * min(max(bound, 0.0), 1.0)) if valid else float(g_min),
+        valid=bool(valid),
+        mean_weight=mean_weight,
         delta=delta,
         threshold_c=c_best,
         n_patients_bound=int(x_bound.size),

@@ -35,9 +35,31 @@ STANDARD_LIMITATIONS = (
 )
 
 
+#: share of a dimension's orders charted >= 1 h into their step above which the report warns
+WITHIN_STEP_SHARE = 0.10
+
+
+def within_step_limitation(inputs: ReportInputs) -> str | None:
+    """The cohort's own within-step decision share (`CohortManifest.action_timing`) as a limitation,
+    when some dimension with at least 11 orders has `WITHIN_STEP_SHARE` or more of them late."""
+    late = [t for t in inputs.cohort.action_timing
+            if t.orders >= 11 and t.share_after_first_hour >= WITHIN_STEP_SHARE]
+    if not late:
+        return None
+    shares = ", ".join(f"{100 * t.share_after_first_hour:.0f}% of the {t.dimension} orders" for t in late)
+    return (f"Decisions inside the decision step: {shares} were charted an hour or more into their "
+            f"{inputs.cohort.step_hours:g}-hour step. The state holds only what was charted before the step, "
+            "so these doses can answer what happened inside it; steps without a drug then mark patients "
+            "who stayed stable, and withholding or reducing treatment looks better than it is (Jeter et al. "
+            "2019). In the project's simulation study FQE overestimated withholding all treatment by +0.06 "
+            "when clinicians acted inside the steps and not when they acted only at the steps' start "
+            "(docs/coverage.md). Shorter decision steps reduce this.")
+
+
 def limitations(inputs: ReportInputs) -> list[str]:
-    """The standard limitations followed by the pipeline's own."""
-    return [*STANDARD_LIMITATIONS, *inputs.limitations]
+    """The standard limitations, the cohort's within-step decisions, then the pipeline's own."""
+    timing = within_step_limitation(inputs)
+    return [*STANDARD_LIMITATIONS, *([timing] if timing else []), *inputs.limitations]
 
 
 def model_card(inputs: ReportInputs) -> ModelCard:

@@ -65,6 +65,12 @@ class StudyConfig(StrictModel):
     """Settings of `run_study`; `fingerprint()` identifies the replicates they produce."""
 
     simulator: Literal["sepsis"] = Field("sepsis", description="Simulator drawing the data sets.")
+    usual_care: Literal["hourly", "at-steps"] = Field(
+        "hourly", description="How the simulated clinicians decide. hourly (the calibrated default): reviews "
+        "every 1-4 h plus escalation, so a step's doses respond to events inside the step, which no cohort "
+        "state can hold (within-step confounding: withheld drugs mark patients who stayed stable). "
+        "at-steps: reviews only at the cohort's decision times, so the step's doses depend only on what "
+        "was charted before it; the arm that tells estimator error from that confounding.")
     spec_path: str = Field(DEFAULT_SPEC, description="Discrete cohort spec (YAML) the study spec derives from.")
     replicates: int = Field(200, ge=1, description="Independent simulated data sets R.")
     patients: int = Field(1000, ge=20, description="Simulated patients N per data set (one stay each).")
@@ -99,20 +105,48 @@ class StudyConfig(StrictModel):
         """Every evaluated candidate, the clinician first."""
         return ("clinician", *[p for p in self.policies if p != "clinician"])
 
+    def _dump(self) -> dict:
+        """The settings as JSON, without the fields added later while they hold their original
+        behaviour (`usual_care` hourly, `ope.adjust_for_history` off), so that folders made before
+        those fields existed keep their fingerprint and resume."""
+        raw = self.model_dump(mode="json", exclude={"replicates"})
+        if raw["usual_care"] == "hourly":
+            del raw["usual_care"]
+        if not raw["ope"].get("adjust_for_history", False):
+            raw["ope"].pop("adjust_for_history", None)
+        return raw
+
     def fingerprint(self) -> str:
         """sha256 of what determines each replicate's results (not R, not the job count)."""
-        return sha256_json(self.model_dump(mode="json", exclude={"replicates"}))
+        return sha256_json(self._dump())
 
     def reference_fingerprint(self, spec_sha256: str) -> str:
         """sha256 of what determines the policy-training data, the study spec and the learned policies."""
-        keep = {"simulator", "seed", "test_share", "training_patients", "learner_updates", "reference_behavior"}
-        return sha256_json({"spec": spec_sha256, **self.model_dump(mode="json", include=keep)})
+        keep = {"simulator", "seed", "test_share", "training_patients", "learner_updates", "reference_behavior",
+                "usual_care"}
+        return sha256_json({"spec": spec_sha256, **{k: v for k, v in self._dump().items() if k in keep}})
+
+    def simulator_settings(self, step_hours: float) -> SepsisConfig:
+        """The simulator this study draws from; `step_hours`: the cohort's decision step."""
+        return simulator_config(self.usual_care, step_hours)
 
 
-def simulator_config() -> SepsisConfig:
-    """The simulator's calibrated default without readmissions (the closed loop's population)."""
+def simulator_config(usual_care: str = "hourly", step_hours: float = 4.0) -> SepsisConfig:
+    """The simulator's calibrated default without readmissions (the closed loop's population);
+    with `usual_care="at-steps"` the clinicians review only every `step_hours` from admission.
+
+    >>> simulator_config("at-steps", 4.0).clinician.review_at_steps_h, simulator_config().clinician.review_at_steps_h
+    (4, None)
+    """
     base = SepsisConfig()
-    return base.model_copy(update={"population": base.population.model_copy(update={"readmission_share": 0.0})})
+    update: dict = {"population": base.population.model_copy(update={"readmission_share": 0.0})}
+    if usual_care == "at-steps":
+        if step_hours != int(step_hours):
+            raise ValueError(f"usual_care='at-steps' needs whole-hour decision steps, got {step_hours} h")
+        update["clinician"] = base.clinician.model_copy(update={"review_at_steps_h": int(step_hours)})
+    elif usual_care != "hourly":
+        raise ValueError(f"usual_care must be 'hourly' or 'at-steps', got {usual_care!r}")
+    return base.model_copy(update=update)
 
 
 def derive_seed(seed: int, *keys: int) -> int:

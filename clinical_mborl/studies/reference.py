@@ -36,7 +36,6 @@ from clinical_mborl.studies.config import (
     TRAINING_STREAM,
     StudyConfig,
     derive_seed,
-    simulator_config,
 )
 
 REFERENCE_FILE = "reference.json"
@@ -128,7 +127,7 @@ def prepare_reference(config: StudyConfig, ref_dir: str | Path, log: Any = print
     seed = derive_seed(config.seed, TRAINING_STREAM)
     with atomic_directory(path) as tmp:
         log(f"reference: simulating {config.training_patients} policy-training patients")
-        simulate_sepsis(config.training_patients, seed, tmp / "ehr", config=simulator_config())
+        simulate_sepsis(config.training_patients, seed, tmp / "ehr", config=config.simulator_settings(base.time.step_hours))
         build_cohort(base, tmp / "ehr", tmp / "base_cohort", progress=False)
         spec = study_spec(base, _edges(TransitionSet.load(tmp / "base_cohort").manifest.action_space),
                           config.test_share)

@@ -39,7 +39,6 @@ from clinical_mborl.studies.config import (
     REPLICATE_STREAM,
     StudyConfig,
     derive_seed,
-    simulator_config,
 )
 from clinical_mborl.studies.parallel import state
 from clinical_mborl.studies.reference import StudyReference
@@ -59,7 +58,7 @@ def run_replicate(index: int, config: StudyConfig, reference: StudyReference) ->
     out: dict[str, Any] = {"replicate": index, "seed": seed, "fingerprint": config.fingerprint()}
     with tempfile.TemporaryDirectory(prefix="clinical_mborl_study_") as tmp:
         try:
-            simulate_sepsis(config.patients, seed, Path(tmp) / "ehr", config=simulator_config())
+            simulate_sepsis(config.patients, seed, Path(tmp) / "ehr", config=config.simulator_settings(reference.spec.time.step_hours))
             build_cohort(reference.spec, Path(tmp) / "ehr", Path(tmp) / "cohort", progress=False, validate=False)
             transitions = TransitionSet.load(Path(tmp) / "cohort")
             out.update(estimate_all(transitions, config, reference, seed))
@@ -139,6 +138,7 @@ def report_record(report: OPEReport, include_on_policy: bool = False) -> dict[st
         "estimates": estimates,
         "skipped": dict(report.skipped),
         "hcope_lower_bound": report.high_confidence.lower_bound,
+        "hcope_valid": report.high_confidence.valid,
         "overlap": {k: diag.get(k) for k in ("ess", "ess_min_step", "max_weight_share", "clipped_share",
                                               "support_share_outside")},
     }

@@ -38,7 +38,7 @@ from clinical_mborl.core.io import atomic_write_json, sha256_file, sha256_json
 from clinical_mborl.core.models import StrictModel
 from clinical_mborl.simulators.sepsis.ground_truth import Z95, evaluate_in_closed_loop
 from clinical_mborl.studies.candidates import resolve_kind, truth_policy
-from clinical_mborl.studies.config import TRUTH_STREAM, StudyConfig, derive_seed, simulator_config
+from clinical_mborl.studies.config import TRUTH_STREAM, StudyConfig, derive_seed
 from clinical_mborl.studies.parallel import iter_tasks, state
 
 TRUTHS_FILE = "truths.json"
@@ -88,7 +88,7 @@ def truth_chunk_task(task: tuple[str, int, int]) -> dict[str, Any]:
     started = time.perf_counter()
     result = evaluate_in_closed_loop(truth_policy(name, policy, ref.behavior, eps), ref.spec, ref.manifest,
                                      n_episodes=n_episodes, seed=derive_seed(config.seed, TRUTH_STREAM, index),
-                                     config=simulator_config())
+                                     config=config.simulator_settings(ref.spec.time.step_hours))
     se = (result.value_ci_high - result.value_ci_low) / (2 * Z95)
     return {"value": result.value, "se": se, "included": result.included, "policy_name": result.policy,
             "deaths": int(round(result.mortality * result.included)), "seconds": time.perf_counter() - started}

@@ -109,3 +109,19 @@ def test_dose_sums_do_not_depend_on_the_order_rows_arrive_in() -> None:
     for seed in range(5):
         shuffled = rows.sample(fraction=1.0, shuffle=True, seed=seed)
         assert step_doses(spec, shuffled, windows).equals(reference)
+
+
+def test_action_timing_counts_orders_charted_an_hour_or_more_into_their_step() -> None:
+    # 2-hour steps: 0.5 h and 4.0 h are in their step's first hour; 1.0 h, 3.5 h and 7.9 h are not;
+    # the infusion started before the window (at -1 h) counts from the window start (0 h: early)
+    _, manifest = doses([treat("s000", at(0.5), 0, "crystalloid", 100.0, "mL"),
+                         treat("s000", at(1.0), 0, "crystalloid", 100.0, "mL"),
+                         treat("s000", at(3.5), 0, "crystalloid", 100.0, "mL"),
+                         treat("s000", at(4.0), 0, "crystalloid", 100.0, "mL"),
+                         treat("s000", at(7.9), 0, "crystalloid", 100.0, "mL"),
+                         treat("s000", at(-1.0), 120, "crystalloid", rate=50.0, rate_unit="mL/h"),
+                         treat("s000", at(20.0), 0, "crystalloid", 100.0, "mL")])  # after the stay: not counted
+    timing = {t.dimension: (t.orders, t.share_after_first_hour) for t in manifest.action_timing}
+    assert timing["fluid_ml"] == (6, pytest.approx(3 / 6))
+    assert [t.dimension for t in manifest.action_timing] == [a.name for a in manifest.spec.actions]
+    assert all(t.orders == 0 and t.share_after_first_hour == 0.0 for t in manifest.action_timing[1:])

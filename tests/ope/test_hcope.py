@@ -67,3 +67,17 @@ def test_refuses_too_few_patients_and_bad_settings():
         high_confidence_lower_bound(data)
     with pytest.raises(InputError):
         high_confidence_lower_bound(data, selection_fraction=1.5)
+
+
+def test_a_bound_above_the_largest_return_is_reported_not_valid():
+    # the logged probabilities are 20x too small (an over-confident clinician model): every weight
+    # is 20 instead of 1, and the inequality's "bound" lands far above the best possible return
+    rng = np.random.default_rng(5)
+    r = rng.choice([-1.0, 1.0], p=[0.3, 0.7], size=(2000, 1))
+    ok = OPEData.create(r, np.ones((2000, 1), bool), np.arange(2000), pb=np.ones((2000, 1)),
+                        pe=np.ones((2000, 1)), gamma=1.0, return_bounds=(-1.0, 1.0))
+    bad = OPEData.create(r, np.ones((2000, 1), bool), np.arange(2000), pb=np.full((2000, 1), 0.05),
+                         pe=np.ones((2000, 1)), gamma=1.0, return_bounds=(-1.0, 1.0))
+    good, broken = high_confidence_lower_bound(ok), high_confidence_lower_bound(bad)
+    assert good.valid and good.mean_weight == pytest.approx(1.0)
+    assert not broken.valid and broken.lower_bound == -1.0 and broken.mean_weight == pytest.approx(20.0)

@@ -170,3 +170,24 @@ def test_sections_in_order(workspace):
     r = build_audit_report(inputs)
     assert [s.anchor for s in r.sections] == [a for a, _, _ in SECTIONS]
     assert Path(__file__).exists()
+
+
+def test_the_cohort_within_step_decision_share_becomes_a_limitation(workspace):
+    from clinical_mborl.cohort.manifest import ActionTiming
+    from clinical_mborl.report.text import STANDARD_LIMITATIONS
+
+    _, _, _, inputs = workspace
+    dims = [d.name for d in inputs.cohort.action_space.dimensions]
+
+    def report_limitations(shares: list[tuple[int, float]]) -> list[str]:
+        timing = [ActionTiming(dimension=d, orders=n, share_after_first_hour=s)
+                  for d, (n, s) in zip(dims, shares, strict=False)]
+        changed = inputs.model_copy(update={"cohort": inputs.cohort.model_copy(update={"action_timing": timing})})
+        return build_audit_report(changed).limitations
+
+    quiet = report_limitations([(500, 0.0), (500, 0.05)])
+    assert quiet[:len(STANDARD_LIMITATIONS)] == list(STANDARD_LIMITATIONS)
+    assert not any("inside the decision step" in t for t in quiet)
+    assert not any("inside the decision step" in t for t in report_limitations([(10, 0.9)]))  # too few orders
+    loud = [t for t in report_limitations([(500, 0.55), (500, 0.72)]) if "inside the decision step" in t]
+    assert len(loud) == 1 and f"55% of the {dims[0]} orders" in loud[0] and f"72% of the {dims[1]}" in loud[0]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 
-from clinical_mborl.simulators.sepsis import SepsisSimulator, build_tables
+from clinical_mborl.cohort import TransitionSet, load_cohort_spec
+from clinical_mborl.cohort.build import build_cohort
+from clinical_mborl.simulators.sepsis import SepsisSimulator, build_tables, simulate_sepsis
+from clinical_mborl.studies.config import simulator_config
+from tests.simulators.conftest import DISCRETE_SPEC
 
 
 def test_hold_charts_exact_rates_at_the_decision_time_and_release_resumes_care() -> None:
@@ -45,3 +51,17 @@ def test_vasopressors_start_after_boluses() -> None:
     assert started.sum() > 20
     assert (sim.clinician.boluses[started] >= 1).mean() > 0.85
     assert np.median(sim.clinician.boluses[started]) >= 2
+
+
+
+def _order_timing(arm: str, root: Path) -> dict[str, float]:
+    simulate_sepsis(60, seed=3, out_dir=root / arm / "ehr", config=simulator_config(arm, 4.0))
+    build_cohort(load_cohort_spec(DISCRETE_SPEC), root / arm / "ehr", root / arm / "cohort", progress=False)
+    return {t.dimension: t.share_after_first_hour
+            for t in TransitionSet.load(root / arm / "cohort").manifest.action_timing}
+
+
+def test_usual_care_at_steps_orders_only_in_the_first_hour_of_each_step(tmp_path: Path) -> None:
+    assert set(_order_timing("at-steps", tmp_path).values()) == {0.0}
+    # hourly reviews and escalation (the calibrated default): most orders fall inside the step
+    assert min(_order_timing("hourly", tmp_path).values()) > 0.3

@@ -112,3 +112,26 @@ def test_the_command_line(study, tmp_path):
     assert summary["replicates"] == 3 and summary["table"].endswith("coverage.md")
     bad = runner.invoke(app, ["gate", "--config", str(cfg), "--sim", "mimic", "--out", str(out), "-q"])
     assert bad.exit_code == 2 and "simulator" in bad.output
+
+
+def test_settings_added_later_keep_old_fingerprints_until_they_are_used():
+    base = tiny_config()
+    old = base.model_dump(mode="json", exclude={"replicates"})  # what fingerprints hashed before the fields
+    del old["usual_care"]
+    del old["ope"]["adjust_for_history"]
+    assert base.fingerprint() == core_io.sha256_json(old)
+    at_steps = tiny_config(usual_care="at-steps")
+    history = tiny_config(ope=base.ope.model_copy(update={"adjust_for_history": True}))
+    assert len({base.fingerprint(), at_steps.fingerprint(), history.fingerprint()}) == 3
+    # the arm changes the policy-training data too: its own reference (and truth cache)
+    assert base.reference_fingerprint("spec") != at_steps.reference_fingerprint("spec")
+    assert base.reference_fingerprint("spec") == history.reference_fingerprint("spec")
+    assert at_steps.simulator_settings(4.0).clinician.review_at_steps_h == 4
+    assert base.simulator_settings(4.0).clinician.review_at_steps_h is None
+
+
+def test_the_at_steps_arm_refuses_the_hourly_reference(study, tmp_path):
+    out, _, _ = study
+    with pytest.raises(InputError, match="other settings"):
+        run_study("coverage", tiny_config(usual_care="at-steps"), tmp_path / "arm", ref_dir=out / "reference",
+                  jobs=1, log=lambda _: None)

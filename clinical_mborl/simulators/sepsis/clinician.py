@@ -99,7 +99,12 @@ class Clinician:
         self.fluid_ml = np.zeros(n)
 
     def due(self, hour: int, view: ChartView, u: np.ndarray) -> np.ndarray:
-        """Scheduled reviews, plus escalation (70%) when the last MAP is 10 below target."""
+        """Scheduled reviews, plus escalation (70%) when the last MAP is 10 below target.
+
+        With `review_at_steps_h = k` only at hours 0, k, 2k, ... (no escalation in between).
+        """
+        if self.cfg.review_at_steps_h is not None:
+            return np.full(self.every.shape[0], hour % self.cfg.review_at_steps_h == 0)
         scheduled = (hour - self.phase) % self.every == 0
         urgent = (view.map_last < self.target - 10) & (u < 0.7)
         return scheduled | urgent | (hour == 0)

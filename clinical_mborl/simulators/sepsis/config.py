@@ -166,6 +166,13 @@ class ClinicianConfig(StrictModel):
 
     review_every_h: tuple[int, ...] = Field((1, 2, 3, 4), description="Reassessment interval choices.")
     review_probs: tuple[float, ...] = Field((0.3, 0.35, 0.2, 0.15))
+    review_at_steps_h: int | None = Field(
+        None, ge=1, description="None (calibrated usual care): reviews every `review_every_h` from a per-stay "
+        "phase, plus escalation between reviews, so the doses of a cohort's 4-hour step respond to what "
+        "happens inside it. k: reviews only at hours 0, k, 2k, ... (a cohort's decision times with "
+        "step_hours = k), without escalation in between: a counterfactual arm in which the step's "
+        "doses depend only on what was charted before the step.",
+    )
     map_target: tuple[float, float] = Field((60.0, 70.0), description="MAP target ~ U(lo, hi).")
     bolus_ml: tuple[float, ...] = Field((250.0, 500.0, 1000.0))
     bolus_probs: tuple[float, ...] = Field((0.1, 0.55, 0.35))
