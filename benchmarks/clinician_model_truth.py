@@ -8,6 +8,8 @@ two values can be compared (docs/coverage.md, "Tried after the second study").
 Needs a study reference folder (made by `benchmarks/coverage_study.py`).
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/clinician_model_truth.py
+     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/clinician_model_truth.py --usual-care at-steps \
+         --reference /tmp/clinical_mborl_studies/reference_atsteps
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference", type=Path, default=Path("/tmp/clinical_mborl_studies/reference"))
     parser.add_argument("--seed", type=int, default=0, help="The study's master seed (truth chunk seeds).")
+    parser.add_argument("--usual-care", choices=["hourly", "at-steps"], default="hourly",
+                        help="The study arm whose reference this is (use reference_atsteps for at-steps).")
     args = parser.parse_args()
     ref = load_reference(args.reference)
     chunks = []
     for index, n in enumerate(chunk_sizes(StudyConfig(seed=args.seed))):
         r = evaluate_in_closed_loop(ref.behavior, ref.spec, ref.manifest, n_episodes=n,
-                                    seed=derive_seed(args.seed, TRUTH_STREAM, index), config=simulator_config())
+                                    seed=derive_seed(args.seed, TRUTH_STREAM, index),
+                                    config=simulator_config(args.usual_care, ref.spec.time.step_hours))
         se = (r.value_ci_high - r.value_ci_low) / (2 * Z95)
         chunks.append({"value": r.value, "se": se, "included": r.included, "mortality": r.mortality})
         print(json.dumps({"chunk": index, **chunks[-1]}), flush=True)
@@ -39,7 +44,8 @@ def main() -> None:
     value = sum(c["value"] * c["included"] for c in chunks) / n_inc
     se = sum((c["included"] * c["se"]) ** 2 for c in chunks) ** 0.5 / n_inc
     mortality = sum(c["mortality"] * c["included"] for c in chunks) / n_inc
-    print(json.dumps({"policy": "reference clinician model (Markov)", "value": value, "ci95": Z95 * se,
+    print(json.dumps({"policy": "reference clinician model (Markov)", "usual_care": args.usual_care,
+                      "value": value, "ci95": Z95 * se,
                       "mortality": mortality, "included": n_inc}))
 
 

@@ -9,7 +9,8 @@ table is written for the replicates done, with the projected time for R = 200 in
 Results: `benchmarks/results/coverage_N{N}.md` and `.json` (copied from the study folder);
 with `--adjust-history`, `coverage_N{N}_history.*` (OPE nuisance models see the treatment history).
 With `--usual-care at-steps` (clinicians decide only at the cohort's decision times: no within-step
-confounding), `coverage_N{N}_atsteps.*`. The reference (policy-training data, learned candidates,
+confounding), `coverage_N{N}_atsteps.*`; with `--usual-care markov` (the reference clinician model
+doses every data set: no confounding outside the cohort state), `coverage_N{N}_markov.*`. The reference (policy-training data, learned candidates,
 truth cache) is shared by every N and by `benchmarks/gate_study.py` under `--work`
 (`reference/`, and `reference_atsteps/` for the at-steps arm).
 
@@ -28,6 +29,10 @@ from pathlib import Path
 from clinical_mborl.studies import StudyConfig, run_study
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: result-file suffix and reference folder (under --work) of each `StudyConfig.usual_care` arm; the
+#: markov arm shares the hourly reference (same policy-training data and clinician model)
+ARM_SUFFIX = {"hourly": "", "at-steps": "_atsteps", "markov": "_markov"}
+REFERENCE_DIR = {"hourly": "reference", "at-steps": "reference_atsteps", "markov": "reference"}
 
 
 def log(line: str) -> None:
@@ -53,14 +58,14 @@ def run_one(n: int, replicates: int, budget_s: float, step: int, jobs: int, work
             fqe_epochs: int | None = None, adjust_history: bool = False, usual_care: str = "hourly") -> None:
     """Run (or resume) the study at N = n until R = replicates or the budget is spent."""
     started = time.perf_counter()
-    arm = "" if usual_care == "hourly" else "_atsteps"
+    arm = ARM_SUFFIX[usual_care]
     name = f"coverage_N{n}" + ("_history" if adjust_history else "") + arm
     out = work / name
     done = 0
     while done < replicates:
         target = min(replicates, done + step)
         config = study_config(n, target, seed, fqe_epochs, adjust_history, usual_care)
-        result = run_study("coverage", config, out, ref_dir=work / f"reference{arm}", jobs=jobs, log=log)
+        result = run_study("coverage", config, out, ref_dir=work / REFERENCE_DIR[usual_care], jobs=jobs, log=log)
         done = result.n_replicates
         spent = time.perf_counter() - started
         per = result.timing.mean_replicate_seconds or 0.0
@@ -90,9 +95,10 @@ def main() -> None:
                              "N = 5,000 an iteration takes 44 gradient steps, as 4 epochs do at N = 1,000 (36).")
     parser.add_argument("--adjust-history", action="store_true",
                         help="OPE with the treatment-history adjustment; results go to coverage_N{N}_history.*")
-    parser.add_argument("--usual-care", choices=["hourly", "at-steps"], default="hourly",
-                        help="Simulated clinicians (StudyConfig.usual_care); at-steps: results go to "
-                             "coverage_N{N}_atsteps.* with their own reference folder (reference_atsteps).")
+    parser.add_argument("--usual-care", choices=["hourly", "at-steps", "markov"], default="hourly",
+                        help="Who doses in each data set (StudyConfig.usual_care); at-steps: results go to "
+                             "coverage_N{N}_atsteps.* with their own reference folder (reference_atsteps); "
+                             "markov (the reference clinician model acts): coverage_N{N}_markov.*")
     args = parser.parse_args()
     budgets = args.budget_minutes * len(args.patients) if len(args.budget_minutes) == 1 else args.budget_minutes
     epochs = args.fqe_epochs or [None] * len(args.patients)

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from coverage_study import study_config  # the same settings as the coverage study's replicates
+from coverage_study import ARM_SUFFIX, REFERENCE_DIR, study_config  # the coverage study's settings
 
 from clinical_mborl.studies import run_study
 
@@ -40,15 +40,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/clinical_mborl_studies"))
     parser.add_argument("--fqe-epochs", type=int, default=None, help="As in coverage_study.py for this N.")
-    parser.add_argument("--usual-care", choices=["hourly", "at-steps"], default="hourly",
-                        help="As in coverage_study.py; at-steps: results go to gate_N{N}_atsteps.*")
+    parser.add_argument("--usual-care", choices=["hourly", "at-steps", "markov"], default="hourly",
+                        help="As in coverage_study.py; results go to gate_N{N}_atsteps.* / gate_N{N}_markov.*")
     args = parser.parse_args()
     if args.replicates < 100:
         log("note: the issue asks for R >= 100; this run is a smaller one")
-    arm = "" if args.usual_care == "hourly" else "_atsteps"
+    arm = ARM_SUFFIX[args.usual_care]
     out = args.work / f"coverage_N{args.patients}{arm}"  # shared with the coverage study
     config = study_config(args.patients, args.replicates, args.seed, args.fqe_epochs, usual_care=args.usual_care)
-    result = run_study("gate", config, out, ref_dir=args.work / f"reference{arm}", jobs=args.jobs, log=log)
+    result = run_study("gate", config, out, ref_dir=args.work / REFERENCE_DIR[args.usual_care], jobs=args.jobs, log=log)
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = f"gate_N{args.patients}{arm}"
     for ext in ("md", "json"):

@@ -105,9 +105,10 @@ def _command(kind: str):  # type: ignore[no-untyped-def]
         truth_episodes: int | None = typer.Option(None, "--truth-episodes", help="Closed-loop episodes per candidate."),
         training_patients: int | None = typer.Option(None, "--training-patients", help="Policy-training patients."),
         test_share: float | None = typer.Option(None, "--test-share", help="Share of each data set evaluated."),
-        usual_care: str | None = typer.Option(None, "--usual-care", help="Simulated clinicians: hourly (default; "
-                                              "they also act inside decision steps) or at-steps (only at "
-                                              "decision times: no within-step confounding)."),
+        usual_care: str | None = typer.Option(None, "--usual-care", help="Who doses each data set: hourly (default; "
+                                              "simulated clinicians who also act inside decision steps), "
+                                              "at-steps (they act only at decision times) or markov (the "
+                                              "reference clinician model acts on the cohort state)."),
         resamples: int | None = typer.Option(None, "--resamples", help="Patient bootstrap resamples B."),
         estimators: str | None = typer.Option(None, "--estimators", help="OPE estimators, comma-separated."),
         config_file: Path | None = typer.Option(None, "--config", help="StudyConfig fields (JSON/YAML); options "

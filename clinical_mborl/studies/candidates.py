@@ -163,11 +163,13 @@ class SoftenedPolicy:
         return (cdf > rng.random((p.shape[0], 1))).argmax(axis=1).astype(np.int64)
 
 
-def truth_policy(name: str, policy: Policy | None, clinician: Policy, epsilon: float) -> Any:
-    """What the closed loop runs for candidate `name`: the simulated clinician for ``clinician``,
+def truth_policy(name: str, policy: Policy | None, clinician: Policy, epsilon: float,
+                 clinician_acts: bool = False) -> Any:
+    """What the closed loop runs for candidate `name`: the simulated clinician for ``clinician``
+    (the clinician model `clinician` itself with `clinician_acts`, the study's "markov" arm),
     else the candidate softened with `epsilon` towards `clinician` (unchanged when epsilon is 0)."""
     if name == "clinician":
-        return UsualCare()
+        return clinician if clinician_acts else UsualCare()
     if policy is None:
         raise InputError(f"study: no policy for candidate '{name}'.")
     return SoftenedPolicy(policy, clinician, epsilon) if epsilon > 0 else policy

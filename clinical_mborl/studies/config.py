@@ -65,12 +65,15 @@ class StudyConfig(StrictModel):
     """Settings of `run_study`; `fingerprint()` identifies the replicates they produce."""
 
     simulator: Literal["sepsis"] = Field("sepsis", description="Simulator drawing the data sets.")
-    usual_care: Literal["hourly", "at-steps"] = Field(
-        "hourly", description="How the simulated clinicians decide. hourly (the calibrated default): reviews "
-        "every 1-4 h plus escalation, so a step's doses respond to events inside the step, which no cohort "
-        "state can hold (within-step confounding: withheld drugs mark patients who stayed stable). "
-        "at-steps: reviews only at the cohort's decision times, so the step's doses depend only on what "
-        "was charted before it; the arm that tells estimator error from that confounding.")
+    usual_care: Literal["hourly", "at-steps", "markov"] = Field(
+        "hourly", description="Who decides the doses in each data set. hourly (the calibrated default): the "
+        "simulated clinicians review every 1-4 h plus escalation, so a step's doses respond to events inside "
+        "the step, which no cohort state can hold (within-step confounding: withheld drugs mark patients who "
+        "stayed stable). at-steps: the same clinicians review only at the cohort's decision times (no "
+        "within-step confounding; they still read the latest charted values and their own history). "
+        "markov: the reference clinician model acts, sampling a dose level from pi_b(a | s) on the cohort "
+        "state at each decision time (the textbook OPE assumptions: no confounding by anything outside the "
+        "state), and its closed-loop value is the clinician's truth.")
     spec_path: str = Field(DEFAULT_SPEC, description="Discrete cohort spec (YAML) the study spec derives from.")
     replicates: int = Field(200, ge=1, description="Independent simulated data sets R.")
     patients: int = Field(1000, ge=20, description="Simulated patients N per data set (one stay each).")
@@ -124,7 +127,10 @@ class StudyConfig(StrictModel):
         """sha256 of what determines the policy-training data, the study spec and the learned policies."""
         keep = {"simulator", "seed", "test_share", "training_patients", "learner_updates", "reference_behavior",
                 "usual_care"}
-        return sha256_json({"spec": spec_sha256, **{k: v for k, v in self._dump().items() if k in keep}})
+        raw = {k: v for k, v in self._dump().items() if k in keep}
+        if raw.get("usual_care") == "markov":  # its reference is the hourly one (policy-training data, model)
+            del raw["usual_care"]
+        return sha256_json({"spec": spec_sha256, **raw})
 
     def simulator_settings(self, step_hours: float) -> SepsisConfig:
         """The simulator this study draws from; `step_hours`: the cohort's decision step."""
@@ -133,7 +139,8 @@ class StudyConfig(StrictModel):
 
 def simulator_config(usual_care: str = "hourly", step_hours: float = 4.0) -> SepsisConfig:
     """The simulator's calibrated default without readmissions (the closed loop's population);
-    with `usual_care="at-steps"` the clinicians review only every `step_hours` from admission.
+    with `usual_care="at-steps"` the clinicians review only every `step_hours` from admission
+    ("markov" simulates as "hourly": there the clinicians only act after the cohort window).
 
     >>> simulator_config("at-steps", 4.0).clinician.review_at_steps_h, simulator_config().clinician.review_at_steps_h
     (4, None)
@@ -144,8 +151,8 @@ def simulator_config(usual_care: str = "hourly", step_hours: float = 4.0) -> Sep
         if step_hours != int(step_hours):
             raise ValueError(f"usual_care='at-steps' needs whole-hour decision steps, got {step_hours} h")
         update["clinician"] = base.clinician.model_copy(update={"review_at_steps_h": int(step_hours)})
-    elif usual_care != "hourly":
-        raise ValueError(f"usual_care must be 'hourly' or 'at-steps', got {usual_care!r}")
+    elif usual_care not in ("hourly", "markov"):
+        raise ValueError(f"usual_care must be 'hourly', 'at-steps' or 'markov', got {usual_care!r}")
     return base.model_copy(update=update)
 
 

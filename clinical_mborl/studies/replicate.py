@@ -1,6 +1,7 @@
 """One replicate of a study: a fresh simulated data set and the whole estimation on it.
 
-1. simulate `patients` stays (seed stream `REPLICATE_STREAM`, index r), no readmissions;
+1. simulate `patients` stays (seed stream `REPLICATE_STREAM`, index r), no readmissions, under the
+   arm's clinicians (`StudyConfig.usual_care`; `simulate_data_set`);
 2. build the study cohort (the reference's study spec: fixed level edges, short stays kept);
 3. refit the clinician model (cross-fitted by patient folds on the train split) and, for the
    model-based estimate, a small dynamics ensemble;
@@ -35,6 +36,8 @@ from clinical_mborl.report.collect import evidence_from_ope
 from clinical_mborl.report.gate import evaluate_gate
 from clinical_mborl.report.inputs import SubgroupResult
 from clinical_mborl.simulators.sepsis import simulate_sepsis
+from clinical_mborl.simulators.sepsis.ground_truth import run_closed_loop
+from clinical_mborl.simulators.sepsis.simulate import write_ehr_tables
 from clinical_mborl.studies.config import (
     REPLICATE_STREAM,
     StudyConfig,
@@ -51,6 +54,18 @@ def replicate_task(index: int) -> dict[str, Any]:
     return run_replicate(index, state("config"), state("reference"))
 
 
+def simulate_data_set(config: StudyConfig, reference: StudyReference, seed: int, out_dir: Path) -> None:
+    """Write one data set's EHR tables: usual care (hourly or at-steps), or in the "markov" arm the
+    closed loop in which the reference clinician model samples every step's dose level."""
+    settings = config.simulator_settings(reference.spec.time.step_hours)
+    if config.usual_care != "markov":
+        simulate_sepsis(config.patients, seed, out_dir, config=settings)
+        return
+    run = run_closed_loop(reference.behavior, reference.spec, reference.manifest, n_episodes=config.patients,
+                          seed=seed, config=settings)
+    write_ehr_tables(run.tables, out_dir)
+
+
 def run_replicate(index: int, config: StudyConfig, reference: StudyReference) -> dict[str, Any]:
     """Simulate, build, fit and evaluate replicate `index`; see the module text."""
     seed = derive_seed(config.seed, REPLICATE_STREAM, index)
@@ -58,7 +73,7 @@ def run_replicate(index: int, config: StudyConfig, reference: StudyReference) ->
     out: dict[str, Any] = {"replicate": index, "seed": seed, "fingerprint": config.fingerprint()}
     with tempfile.TemporaryDirectory(prefix="clinical_mborl_study_") as tmp:
         try:
-            simulate_sepsis(config.patients, seed, Path(tmp) / "ehr", config=config.simulator_settings(reference.spec.time.step_hours))
+            simulate_data_set(config, reference, seed, Path(tmp) / "ehr")
             build_cohort(reference.spec, Path(tmp) / "ehr", Path(tmp) / "cohort", progress=False, validate=False)
             transitions = TransitionSet.load(Path(tmp) / "cohort")
             out.update(estimate_all(transitions, config, reference, seed))

@@ -66,9 +66,12 @@ class TruthRecord(StrictModel):
 def truth_key(candidate: str, config: StudyConfig, reference_fingerprint: str) -> str:
     """Cache key: what determines the candidate's truth."""
     extra = sha256_file(candidate) if resolve_kind(candidate) == "yaml" else None
-    return sha256_json({"candidate": candidate, "file": extra, "eps": config.ope.soften_epsilon,
-                        "episodes": config.truth_episodes, "chunk": config.truth_chunk, "seed": config.seed,
-                        "reference": reference_fingerprint})
+    key = {"candidate": candidate, "file": extra, "eps": config.ope.soften_epsilon,
+           "episodes": config.truth_episodes, "chunk": config.truth_chunk, "seed": config.seed,
+           "reference": reference_fingerprint}
+    if candidate == "clinician" and config.usual_care == "markov":
+        key["clinician"] = "reference clinician model"  # not usual care: another truth, same cache
+    return sha256_json(key)
 
 
 def chunk_sizes(config: StudyConfig) -> list[int]:
@@ -86,7 +89,8 @@ def truth_chunk_task(task: tuple[str, int, int]) -> dict[str, Any]:
     policy = None if name == "clinician" else ref.candidate(name, tuple(ref.manifest.feature_names),
                                                             ref.manifest.action_space)
     started = time.perf_counter()
-    result = evaluate_in_closed_loop(truth_policy(name, policy, ref.behavior, eps), ref.spec, ref.manifest,
+    acting = truth_policy(name, policy, ref.behavior, eps, clinician_acts=config.usual_care == "markov")
+    result = evaluate_in_closed_loop(acting, ref.spec, ref.manifest,
                                      n_episodes=n_episodes, seed=derive_seed(config.seed, TRUTH_STREAM, index),
                                      config=config.simulator_settings(ref.spec.time.step_hours))
     se = (result.value_ci_high - result.value_ci_low) / (2 * Z95)
@@ -108,8 +112,11 @@ def pool_chunks(candidate: str, policy_name: str, eps: float, evaluated: str, ch
     )
 
 
-def describe(candidate: str, eps: float) -> str:
+def describe(candidate: str, eps: float, usual_care: str = "hourly") -> str:
     """What the closed loop evaluates for `candidate`."""
+    if candidate == "clinician" and usual_care == "markov":
+        return ("the reference clinician model, the Markov policy that chose the doses in every data set, "
+                "whose on-policy mean the estimators target")
     if candidate == "clinician":
         return "the simulated clinician (usual care), whose on-policy mean the estimators target"
     if eps > 0:
@@ -141,6 +148,6 @@ def compute_truths(config: StudyConfig, ref_dir: str | Path, reference_fingerpri
         eps = config.ope.soften_epsilon
         for c in missing:
             cache[keys[c]] = pool_chunks(c, done[c][0]["policy_name"], 0.0 if c == "clinician" else eps,
-                                         describe(c, eps), done[c], keys[c])
+                                         describe(c, eps, config.usual_care), done[c], keys[c])
         atomic_write_json(Path(ref_dir) / TRUTHS_FILE, {k: v.model_dump(mode="json") for k, v in cache.items()})
     return {c: cache[keys[c]] for c in config.candidates}

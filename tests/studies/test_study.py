@@ -135,3 +135,38 @@ def test_the_at_steps_arm_refuses_the_hourly_reference(study, tmp_path):
     with pytest.raises(InputError, match="other settings"):
         run_study("coverage", tiny_config(usual_care="at-steps"), tmp_path / "arm", ref_dir=out / "reference",
                   jobs=1, log=lambda _: None)
+
+
+def test_the_markov_arm_doses_with_the_reference_clinician_model(study, tmp_path):
+    import numpy as np
+    import polars as pl
+
+    from clinical_mborl.cohort import TransitionSet
+    from clinical_mborl.cohort.build import build_cohort
+    from clinical_mborl.simulators.sepsis.policies import UsualCare
+    from clinical_mborl.studies.candidates import truth_policy
+    from clinical_mborl.studies.reference import load_reference
+    from clinical_mborl.studies.replicate import simulate_data_set
+    from clinical_mborl.studies.truth import truth_key
+
+    out, _, _ = study
+    ref = load_reference(out / "reference")
+    markov = tiny_config(usual_care="markov")
+    # same reference as the hourly arm (its policy-training data and clinician model)
+    assert markov.reference_fingerprint("spec") == tiny_config().reference_fingerprint("spec")
+    simulate_data_set(markov, ref, seed=3, out_dir=tmp_path / "ehr")
+    build_cohort(ref.spec, tmp_path / "ehr", tmp_path / "cohort", progress=False)
+    ts = TransitionSet.load(tmp_path / "cohort")
+    assert all(t.share_after_first_hour == 0.0 for t in ts.manifest.action_timing)
+    # every full step's doses are the level doses the model's sampled level stands for (a stay that
+    # ends inside its last step gets that step's fluid only pro rata)
+    space = ts.manifest.action_space
+    full = ts.frame.filter(~pl.col("done"))
+    doses = full.select(d.name for d in space.dimensions).to_numpy()
+    assert full.height > 100
+    assert np.allclose(doses, space.doses_of(full["action"].to_numpy()), rtol=1e-6, atol=1e-6)
+    # the clinician's truth is the model itself (its own cache entry); other candidates share theirs
+    assert truth_policy("clinician", None, ref.behavior, 0.01, clinician_acts=True) is ref.behavior
+    assert isinstance(truth_policy("clinician", None, ref.behavior, 0.01), UsualCare)
+    assert truth_key("clinician", markov, "r") != truth_key("clinician", tiny_config(), "r")
+    assert truth_key("bc", markov, "r") == truth_key("bc", tiny_config(), "r")

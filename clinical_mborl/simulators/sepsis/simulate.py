@@ -65,6 +65,18 @@ def _parquet_writer(frame: pl.DataFrame) -> Callable[[Path], None]:
     return write
 
 
+def write_ehr_tables(tables: dict[str, pl.DataFrame], out_dir: str | Path) -> dict[str, str]:
+    """Write the three EHR tables as parquet files (atomically) into `out_dir`; sha256 by file name."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    for name in TABLE_FILES:
+        path = out / f"{name}.parquet"
+        atomic_write_with(path, _parquet_writer(tables[name]))
+        files[path.name] = sha256_file(path)
+    return files
+
+
 def run_simulation(
     n_patients: int, seed: int, config: SepsisConfig | None = None,
     progress: Callable[[int], None] | None = None,
@@ -105,12 +117,7 @@ def simulate_sepsis(
     if bar is not None:
         bar.close()
     tables = build_tables(sim)
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, str] = {}
-    for name in TABLE_FILES:
-        path = out / f"{name}.parquet"
-        atomic_write_with(path, _parquet_writer(tables[name]))
-        files[path.name] = sha256_file(path)
+    files = write_ehr_tables(tables, out)
     stays = tables["stays"]
     summary = SimulationSummary(
         out_dir=str(out),
