@@ -18,9 +18,10 @@ Recipe:
 6. The inequality needs the true behaviour probabilities (E_b[W] = 1, so E[X] <= 1). With an
    estimated, over-confident clinician model the weights average far above 1 and the "bound" can
    exceed the largest possible return (seen in the simulation studies: 2,190 on a [-1, 1] scale
-   at ESS ~1). A normalised bound above 1 is therefore reported as not valid: `valid` False,
-   `lower_bound` = G_min (the uninformative bound) and `mean_weight` (the patients' mean trajectory
-   weight, 1 in expectation under correct weights) says how far off the weights are.
+   at ESS ~1). Two checks follow from E_b[W] = 1: a normalised bound above 1 is impossible, and a
+   mean patient weight m >= 1 / delta has probability <= 1 / m <= delta under correct weights
+   (Markov's inequality; W >= 0). Either makes the result not valid: `valid` False, `lower_bound`
+   = G_min (the uninformative bound), and `mean_weight` says how far off the weights are.
 
 >>> rng = np.random.default_rng(0)
 >>> x = rng.uniform(size=2000)
@@ -103,9 +104,10 @@ def high_confidence_lower_bound(
     predicted = [empirical_bernstein_lower(x_sel, c, delta, n_effective=x_bound.size) for c in candidates]
     c_best = float(candidates[int(np.argmax(predicted))])
     bound = empirical_bernstein_lower(x_bound, c_best, delta)
-    valid = bound <= 1.0  # E[X] <= 1 under correct weights: a larger bound proves they are not
+    # under correct weights E[X] <= 1 and P(mean weight >= 1/delta) <= delta (Markov's inequality)
+    valid = bound <= 1.0 and mean_weight < 1.0 / delta
     return HCOPEBound(
-        lower_bound=float(g_min + (g_max - g_min) * min(max(bound, 0.0), 1.0)) if valid else float(g_min),
+        lower_bound=float(g_min + (g_max - g_min) * max(bound, 0.0)) if valid else float(g_min),
         valid=bool(valid),
         mean_weight=mean_weight,
         delta=delta,

@@ -122,8 +122,10 @@ class HighConfidenceBound(StrictModel):
     n_patients_selection: int
     truncated_share: float
     valid: bool = Field(True, description="False when the bound came out above the largest possible return, "
-                        "which correct importance weights cannot produce (estimated behaviour probabilities "
-                        "too small); lower_bound is then the uninformative return minimum.")
+                        "which correct importance weights cannot produce, or the mean patient weight is at "
+                        "least 1 / (1 - confidence), which they produce with at most that probability "
+                        "(estimated behaviour probabilities too small); lower_bound is then the "
+                        "uninformative return minimum.")
     mean_weight: float | None = Field(None, description="Mean trajectory importance weight per patient "
                                       "(1 in expectation under correct weights).")
 

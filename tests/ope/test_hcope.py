@@ -81,3 +81,18 @@ def test_a_bound_above_the_largest_return_is_reported_not_valid():
     good, broken = high_confidence_lower_bound(ok), high_confidence_lower_bound(bad)
     assert good.valid and good.mean_weight == pytest.approx(1.0)
     assert not broken.valid and broken.lower_bound == -1.0 and broken.mean_weight == pytest.approx(20.0)
+
+
+def test_weights_averaging_far_above_one_make_the_bound_not_valid_even_below_the_maximum():
+    # 10 of 2,000 patients carry a weight of 10,000 (their logged probability 1e-4): the mean
+    # weight is ~51, which correct weights (mean 1) reach with probability <= 1/51 < delta
+    rng = np.random.default_rng(6)
+    r = rng.choice([-1.0, 1.0], p=[0.3, 0.7], size=(2000, 1))
+    pb = np.ones((2000, 1))
+    pb[:10] = 1e-4
+    data = OPEData.create(r, np.ones((2000, 1), bool), np.arange(2000), pb=pb, pe=np.ones((2000, 1)),
+                          gamma=1.0, return_bounds=(-1.0, 1.0))
+    b = high_confidence_lower_bound(data, delta=0.05)
+    assert b.mean_weight == pytest.approx(1.0 + 10 * (1e4 - 1) / 2000)
+    assert not b.valid and b.lower_bound == -1.0
+    assert high_confidence_lower_bound(data, delta=0.01).valid  # 51 < 1 / 0.01: plausible at that level
