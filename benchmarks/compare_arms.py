@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
-ARMS = {"hourly": "", "at-steps": "_atsteps", "markov": "_markov"}
+from coverage_study import ARM_SUFFIX, RESULTS  # the coverage study's result names
 
 
 def pct(x: float | None) -> str:
@@ -26,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patients", type=int, default=1000)
     args = parser.parse_args()
-    found = {arm: json.loads(p.read_text()) for arm, suffix in ARMS.items()
+    found = {arm: json.loads(p.read_text()) for arm, suffix in ARM_SUFFIX.items()
              if (p := RESULTS / f"coverage_N{args.patients}{suffix}.json").is_file()}
     if not found:
         raise SystemExit(f"no coverage_N{args.patients}*.json in {RESULTS}; run benchmarks/coverage_study.py first")

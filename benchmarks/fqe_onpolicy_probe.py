@@ -29,7 +29,8 @@ import numpy as np
 from clinical_mborl.behavior import fit_behavior
 from clinical_mborl.cohort import TransitionSet
 from clinical_mborl.cohort.build import build_cohort
-from clinical_mborl.ope.fqe import FQEConfig, FQEData, fit_fqe
+from clinical_mborl.ope import FQEConfig, OPEConfig
+from clinical_mborl.ope.policy_eval import _fitted_q
 from clinical_mborl.simulators.sepsis import simulate_sepsis
 from clinical_mborl.studies.config import REPLICATE_STREAM, StudyConfig, derive_seed
 from clinical_mborl.studies.reference import load_reference
@@ -48,12 +49,7 @@ def probe(index: int, config: StudyConfig, ref_dir: Path) -> dict:
     raw, norm = ts.arrays(normalised=False), ts.arrays(normalised=True)
     split = ts.frame["split"].to_numpy()
     fit, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
-    n_steps, n_actions = ts.manifest.n_steps, ts.n_actions
-    eye = np.eye(n_steps, dtype=np.float32)
-
-    def features(states: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        return np.concatenate([states.astype(np.float32), eye[np.minimum(steps, n_steps - 1)]], axis=1)
-
+    n_actions = ts.n_actions
     nxt = np.minimum(fit + 1, len(raw.actions) - 1)  # rows are ordered by stay and step
     follows = (raw.episode[nxt] == raw.episode[fit]) & (raw.step[nxt] == raw.step[fit] + 1)
     pb_next = np.asarray(behavior.action_probabilities(raw.next_states[fit]))
@@ -64,12 +60,11 @@ def probe(index: int, config: StudyConfig, ref_dir: Path) -> dict:
     pb_first = np.asarray(behavior.action_probabilities(raw.states[first]))
     targets = {"expected": pb_next, "expected_ref": np.asarray(ref.behavior.action_probabilities(raw.next_states[fit])),
                "sarsa": observed}
+    ope = OPEConfig(fqe=FQEConfig(seed=seed))
     for name, next_policy in targets.items():
-        data = FQEData(features(norm.states[fit], raw.step[fit]), raw.actions[fit], raw.rewards[fit].astype(float),
-                       raw.end[fit], features(norm.next_states[fit], raw.step[fit] + 1), next_policy,
-                       raw.patient[fit])
-        q = fit_fqe(data, n_actions, ts.manifest.gamma, n_steps, FQEConfig(seed=seed))
-        out[name] = float((pb_first * q.q_values(features(norm.states[first], raw.step[first]))).sum(1).mean())
+        # the study's own Q-fit with this next-action target; the bagged Q at the first states
+        q = _fitted_q(ts, raw, norm, fit, first, next_policy, ope).mean(axis=0)
+        out[name] = float((pb_first * q).sum(1).mean())
     out["p_observed_next_action"] = float(pb_next[follows, raw.actions[nxt][follows]].mean())
     return out
 

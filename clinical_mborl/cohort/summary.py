@@ -139,7 +139,7 @@ def make_manifest(
     flow: list[ExclusionStep],
     dropped: list[tuple[str, str, int]],
     missingness: dict[str, float],
-    action_timing: list[tuple[str, int, float]] | None = None,
+    action_timing: list[tuple[str, int, float]],
 ) -> CohortManifest:
     """The manifest of a built cohort; `transitions_sha256` is filled in once the file is written.
 
@@ -161,5 +161,5 @@ def make_manifest(
         dropped_rows=[DroppedRows(table=t, reason=r, count=c) for t, r, c in dropped],
         missingness=missingness,
         action_timing=[ActionTiming(dimension=d, orders=n, share_after_first_hour=share)
-                       for d, n, share in action_timing or []],
+                       for d, n, share in action_timing],
     )

@@ -125,11 +125,10 @@ class StudyConfig(StrictModel):
 
     def reference_fingerprint(self, spec_sha256: str) -> str:
         """sha256 of what determines the policy-training data, the study spec and the learned policies."""
-        keep = {"simulator", "seed", "test_share", "training_patients", "learner_updates", "reference_behavior",
-                "usual_care"}
-        raw = {k: v for k, v in self._dump().items() if k in keep}
-        if raw.get("usual_care") == "markov":  # its reference is the hourly one (policy-training data, model)
-            del raw["usual_care"]
+        keep = {"simulator", "seed", "test_share", "training_patients", "learner_updates", "reference_behavior"}
+        raw = self.model_dump(mode="json", include=keep)
+        if self.usual_care == "at-steps":  # other clinicians in the policy-training data; markov uses hourly's
+            raw["usual_care"] = self.usual_care
         return sha256_json({"spec": spec_sha256, **raw})
 
     def simulator_settings(self, step_hours: float) -> SepsisConfig:
