@@ -7,7 +7,9 @@ wall-time budget per N can stop it early: the study resumes from its saved repli
 table is written for the replicates done, with the projected time for R = 200 in it.
 
 Results: `benchmarks/results/coverage_N{N}.md` and `.json` (copied from the study folder);
-with `--adjust-history`, `coverage_N{N}_history.*` (OPE nuisance models see the treatment history).
+with `--adjust-history`, `coverage_N{N}_history.*` (OPE nuisance models see the treatment history);
+with `--sensitivity 1.5 2 ...`, `coverage_N{N}_msm*` (FQE's marginal-sensitivity intervals at those
+Lambdas, `fqe_msm{L}`, and at the Lambda calibrated on the clinicians, `fqe_msm_cal`).
 With `--usual-care at-steps` (clinicians decide only at the cohort's decision times: no within-step
 confounding), `coverage_N{N}_atsteps.*`; with `--usual-care markov` (the reference clinician model
 doses every data set: no confounding outside the cohort state), `coverage_N{N}_markov.*`. The reference (policy-training data, learned candidates,
@@ -41,13 +43,18 @@ def log(line: str) -> None:
 
 
 def study_config(n: int, replicates: int, seed: int, fqe_epochs: int | None,
-                 adjust_history: bool = False, usual_care: str = "hourly") -> StudyConfig:
+                 adjust_history: bool = False, usual_care: str = "hourly",
+                 sensitivity: tuple[float, ...] = ()) -> StudyConfig:
     """The study's defaults; `fqe_epochs` replaces the Q-model's epochs per FQE iteration,
     `adjust_history` turns on the OPE's treatment-history adjustment (`clinical_mborl.ope.history`),
-    `usual_care` picks the simulated clinicians (`StudyConfig.usual_care`)."""
+    `usual_care` picks the simulated clinicians (`StudyConfig.usual_care`), `sensitivity` the
+    Lambdas of FQE's marginal-sensitivity bounds (`clinical_mborl.ope.sensitivity`)."""
     config = StudyConfig(replicates=replicates, patients=n, seed=seed, usual_care=usual_care)
     if adjust_history:
         config = config.model_copy(update={"ope": config.ope.model_copy(update={"adjust_for_history": True})})
+    if sensitivity:
+        config = config.model_copy(update={"ope": config.ope.model_copy(
+            update={"sensitivity_lambdas": tuple(sensitivity)})})
     if fqe_epochs is None:
         return config
     fqe = config.ope.fqe.model_copy(update={"epochs_per_iteration": fqe_epochs})
@@ -55,16 +62,17 @@ def study_config(n: int, replicates: int, seed: int, fqe_epochs: int | None,
 
 
 def run_one(n: int, replicates: int, budget_s: float, step: int, jobs: int, work: Path, seed: int,
-            fqe_epochs: int | None = None, adjust_history: bool = False, usual_care: str = "hourly") -> None:
+            fqe_epochs: int | None = None, adjust_history: bool = False, usual_care: str = "hourly",
+            sensitivity: tuple[float, ...] = ()) -> None:
     """Run (or resume) the study at N = n until R = replicates or the budget is spent."""
     started = time.perf_counter()
     arm = ARM_SUFFIX[usual_care]
-    name = f"coverage_N{n}" + ("_history" if adjust_history else "") + arm
+    name = f"coverage_N{n}" + ("_history" if adjust_history else "") + ("_msm" if sensitivity else "") + arm
     out = work / name
     done = 0
     while done < replicates:
         target = min(replicates, done + step)
-        config = study_config(n, target, seed, fqe_epochs, adjust_history, usual_care)
+        config = study_config(n, target, seed, fqe_epochs, adjust_history, usual_care, sensitivity)
         result = run_study("coverage", config, out, ref_dir=work / REFERENCE_DIR[usual_care], jobs=jobs, log=log)
         done = result.n_replicates
         spent = time.perf_counter() - started
@@ -99,12 +107,15 @@ def main() -> None:
                         help="Who doses in each data set (StudyConfig.usual_care); at-steps: results go to "
                              "coverage_N{N}_atsteps.* with their own reference folder (reference_atsteps); "
                              "markov (the reference clinician model acts): coverage_N{N}_markov.*")
+    parser.add_argument("--sensitivity", type=float, nargs="+", default=(),
+                        help="Lambdas of FQE's marginal-sensitivity bounds (two extra Q-fits each per "
+                             "candidate); results go to coverage_N{N}_msm*")
     args = parser.parse_args()
     budgets = args.budget_minutes * len(args.patients) if len(args.budget_minutes) == 1 else args.budget_minutes
     epochs = args.fqe_epochs or [None] * len(args.patients)
     for n, minutes, fqe_epochs in zip(args.patients, budgets, epochs, strict=True):
         run_one(n, args.replicates, 60.0 * minutes, args.step, args.jobs, args.work, args.seed, fqe_epochs,
-                args.adjust_history, args.usual_care)
+                args.adjust_history, args.usual_care, tuple(args.sensitivity))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,16 @@ def _names(text: str, option: str) -> tuple[str, ...]:
     return names
 
 
+def _lambdas(text: str) -> tuple[float, ...]:
+    """'1.1,1.25' -> (1.1, 1.25); '' -> () (the range check is OPEConfig's)."""
+    from clinical_mborl.core.errors import InputError
+
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"--sensitivity: expected comma-separated numbers, got '{text}'") from None
+
+
 def _run(policy: str, cohort: Path, behavior: Path, dynamics: Path | None, out: Path,
          options: dict[str, Any]) -> dict[str, Any]:
     """Load everything, call `evaluate_policy`, return a short summary for stdout."""
@@ -60,6 +70,9 @@ def _run(policy: str, cohort: Path, behavior: Path, dynamics: Path | None, out: 
         "minus_clinician": {d.estimator: brief(d) for d in report.differences},
         "high_confidence_lower_bound": report.high_confidence.lower_bound,
         "high_confidence_valid": report.high_confidence.valid,
+        "sensitivity": {f"{b.lam:g}": {"lower": brief(b.lower), "upper": brief(b.upper),
+                                       "minus_clinician_lower_bound": b.lower_difference.lower_bound}
+                        for b in report.sensitivity},
         "skipped": report.skipped,
     }
 
@@ -82,6 +95,10 @@ def evaluate(
     clip: float | None = typer.Option(None, "--clip", help="Cap on cumulative importance ratios."),
     rollouts: int = typer.Option(10, "--rollouts", help="Model rollouts per evaluation stay."),
     seed: int = typer.Option(0, "--seed", help="Seed of resamples, HCOPE split, FQE and rollouts."),
+    sensitivity: str = typer.Option(
+        "", "--sensitivity", help="Comma-separated Lambdas > 1 (e.g. 1.1,1.25): FQE's lower and upper bounds "
+        "if the clinicians' real odds of each action differ from the clinician model's by at most "
+        "Lambda (unobserved confounding); two extra Q-fits each. Written to ope.json's `sensitivity`."),
     adjust_history: bool = typer.Option(
         False, "--adjust-history/--no-adjust-history",
         help="Fit the clinician model of the weights and the Q-model on the state plus treatment "
@@ -100,7 +117,7 @@ def evaluate(
             "eval_splits": _names(split, "--split"), "estimators": _names(estimators, "--estimators"),
             "n_resamples": resamples, "level": level, "method": method, "soften_epsilon": soften,
             "clip": clip, "model_rollouts": rollouts, "seed": seed, "fqe": {"seed": seed},
-            "adjust_for_history": adjust_history,
+            "adjust_for_history": adjust_history, "sensitivity_lambdas": _lambdas(sensitivity),
         }
         return _run(policy, cohort, behavior, dynamics, out, options)
 

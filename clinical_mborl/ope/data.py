@@ -67,6 +67,8 @@ class OPEData:
         q_sa_members, v_s_members: [M, E, T] the same values from each of M refitted Q-models
             (bootstrapped FQE); `q_sa`, `v_s` are then their averages. The bootstrap pairs
             resample b with member b mod M (`intervals.bootstrap_all`).
+        sensitivity: (Lambda, "lower" | "upper") -> (q_sa members, v_s members) [M, E, T] of the
+            marginal-sensitivity bound's Q-model (`ope.sensitivity`).
     """
 
     rewards: np.ndarray
@@ -83,6 +85,7 @@ class OPEData:
     soften_epsilon: float = 0.0
     q_sa_members: np.ndarray | None = None
     v_s_members: np.ndarray | None = None
+    sensitivity: dict[tuple[float, str], tuple[np.ndarray, np.ndarray]] | None = None
 
     @property
     def n_q_members(self) -> int:
@@ -94,6 +97,14 @@ class OPEData:
         if self.q_sa_members is None or self.v_s_members is None:
             raise InputError("OPE: these data carry no Q-model members.")
         return replace(self, q_sa=self.q_sa_members[m], v_s=self.v_s_members[m])
+
+    def with_sensitivity_bound(self, lam: float, side: str) -> OPEData:
+        """These data with the Q-members of one sensitivity bound in place of FQE's."""
+        if self.sensitivity is None or (lam, side) not in self.sensitivity:
+            raise InputError(f"OPE: these data carry no {side} sensitivity bound at Lambda = {lam}.")
+        qm, vm = self.sensitivity[(lam, side)]
+        return replace(self, q_sa=qm.mean(axis=0), v_s=vm.mean(axis=0), q_sa_members=qm, v_s_members=vm,
+                       sensitivity=None)
 
     @classmethod
     def create(
@@ -113,6 +124,7 @@ class OPEData:
         soften_epsilon: float = 0.0,
         q_sa_members: np.ndarray | None = None,
         v_s_members: np.ndarray | None = None,
+        sensitivity: dict[tuple[float, str], tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> OPEData:
         """Validate, relabel patients 0..P-1, zero the padding, soften `pe` with the clinician.
 
@@ -160,8 +172,17 @@ class OPEData:
         g = discounted_returns(r, gamma)
         lo, hi = _return_bounds(g, return_bounds)
         e = np.where(mask, soften(e, b, soften_epsilon), 1.0)
+        bounds = None
+        if sensitivity:
+            bounds = {}
+            for key, (sq, sv) in sensitivity.items():
+                mq, mv = _members(sq, sv, shape, mask)
+                if mq is None or mv is None:
+                    raise InputError(f"OPE sensitivity {key}: expected q_sa and v_s members of shape [M, {shape[0]}, "
+                                     f"{shape[1]}].")
+                bounds[(float(key[0]), str(key[1]))] = (mq, mv)
         return cls(r, mask, patient_index.astype(np.int64), b, e, float(gamma), (lo, hi),
-                   q, v, rec, mret, float(soften_epsilon), qm, vm)
+                   q, v, rec, mret, float(soften_epsilon), qm, vm, bounds)
 
     # ----------------------------------------------------------------- sizes
     @property

@@ -25,6 +25,7 @@ from clinical_mborl.ope.results import (
     OPEEstimate,
     OPEReport,
     PairedDifference,
+    SensitivityBound,
     finite_or_none,
 )
 
@@ -64,6 +65,9 @@ def evaluate_arrays(data: OPEData, config: OPEConfig | None = None, policy: str 
         raise InputError(f"OPE: the data were softened with eps={data.soften_epsilon} but the config says "
                          f"{config.soften_epsilon}; build OPEData with soften_epsilon=config.soften_epsilon.")
     estimators, skipped = available_estimators(data, config)
+    if config.sensitivity_lambdas and data.sensitivity is None:
+        skipped["sensitivity"] = ("no sensitivity-bound Q-values in the data (they need a discrete action "
+                                  "space and 'fqe' among the estimators)")
     plan = ResamplePlan(data.n_patients, config.n_resamples, config.seed)
     ref_iv, intervals, differences = bootstrap_all(
         estimators, OnPolicyValue(), data, plan, config.level, config.method
@@ -97,6 +101,7 @@ def evaluate_arrays(data: OPEData, config: OPEConfig | None = None, policy: str 
         clinician=clinician,
         estimates=estimates,
         differences=[_difference(name, iv, data) for name, iv in differences.items()],
+        sensitivity=sensitivity_bounds(data, config, plan),
         high_confidence=HighConfidenceBound(
             lower_bound=hc.lower_bound, confidence=1.0 - hc.delta, threshold_c=hc.threshold_c,
             n_patients_bound=hc.n_patients_bound, n_patients_selection=hc.n_patients_selection,
@@ -104,6 +109,31 @@ def evaluate_arrays(data: OPEData, config: OPEConfig | None = None, policy: str 
         ),
         skipped=skipped,
     )
+
+
+def sensitivity_bounds(data: OPEData, config: OPEConfig, plan: ResamplePlan) -> list[SensitivityBound]:
+    """FQE on each marginal-sensitivity bound's Q-members carried by `data` (`ope.sensitivity`),
+    with the FQE interval's resamples and member pairing and the paired difference against the
+    clinician's on-policy mean. Empty when `config.sensitivity_lambdas` is."""
+    if not config.sensitivity_lambdas or data.sensitivity is None:
+        return []
+    fqe = make_estimator("fqe")
+    out = []
+    for lam in config.sensitivity_lambdas:
+        entries: dict[str, tuple[OPEEstimate, PairedDifference]] = {}
+        for side in ("lower", "upper"):
+            bound = data.with_sensitivity_bound(lam, side)
+            _, intervals, differences = bootstrap_all([fqe], OnPolicyValue(), bound, plan, config.level,
+                                                      config.method)
+            diag: dict[str, float | int | str | None] = {
+                "q_members": max(1, bound.n_q_members), "sensitivity_lambda": lam, "side": side,
+                "interval_scope": REFIT_Q_SCOPE.format(m=bound.n_q_members) if bound.n_q_members > 1
+                else FIXED_MODEL_SCOPE["fqe"]}
+            entries[side] = (_entry(f"fqe_{side}", intervals["fqe"], bound, None, diag),
+                             _difference(f"fqe_{side}", differences["fqe"], bound))
+        out.append(SensitivityBound(lam=lam, lower=entries["lower"][0], upper=entries["upper"][0],
+                                    lower_difference=entries["lower"][1], upper_difference=entries["upper"][1]))
+    return out
 
 
 def _weight_dict(w: WeightDiagnostics) -> dict[str, float | int | str | None]:

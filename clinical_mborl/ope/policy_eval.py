@@ -41,10 +41,11 @@ from clinical_mborl.core.policy import Policy
 from clinical_mborl.dynamics import DynamicsEnsemble
 from clinical_mborl.ope.data import OPEData, soften
 from clinical_mborl.ope.evaluate import evaluate_arrays
-from clinical_mborl.ope.fqe import FQEData, cross_fit_q
+from clinical_mborl.ope.fqe import FittedQ, FQEData, cross_fit_q
 from clinical_mborl.ope.history import HistoryAdjustment, fit_history_adjustment
 from clinical_mborl.ope.model_based import model_based_returns, softened_sampler
 from clinical_mborl.ope.results import OPEConfig, OPEReport
+from clinical_mborl.ope.sensitivity import Side, fit_sensitivity_fqe
 
 Q_ESTIMATORS = ("dr", "wdr", "fqe")
 SUBGROUPS_FILE = "subgroups.json"
@@ -119,7 +120,7 @@ def build_ope_data(
     patient = np.zeros(shape[0], dtype=np.int64)
     patient[episode] = raw.patient[rows]
     eps = config.soften_epsilon
-    q_sa = v_s = pb_rec = q_members = v_members = None
+    q_sa = v_s = pb_rec = q_members = v_members = sensitivity = None
     if transitions.manifest.action_space.kind == "discrete":
         p_b = _behavior_proba(clin, clin_set, raw_c, rows, config)
         # the clinician evaluated as a policy uses the same (out-of-fold where fitted) estimate
@@ -138,12 +139,20 @@ def build_ope_data(
             pb_next = clin.action_probabilities(raw_c.next_states[fit])
             pe_next = pb_next if is_clinician else policy.action_probabilities(raw.next_states[fit])
             next_policy = soften(pe_next, pb_next, eps)
-            q = _fitted_q(transitions, raw, norm_c, fit, rows, next_policy, config)  # [M, rows, A]
             p_soft = soften(p_e, p_b, eps)
-            q_members = np.stack([grid(qm[np.arange(rows.size), taken], 0.0) for qm in q])
-            v_members = np.stack([grid((p_soft * qm).sum(axis=1), 0.0) for qm in q])
-            if len(q) == 1:
+
+            def gridded(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # [M, rows, A] -> [M, E, T] twice
+                return (np.stack([grid(qm[np.arange(rows.size), taken], 0.0) for qm in q]),
+                        np.stack([grid((p_soft * qm).sum(axis=1), 0.0) for qm in q]))
+
+            q_members, v_members = gridded(_fitted_q(transitions, raw, norm_c, fit, rows, next_policy, config))
+            if len(q_members) == 1:
                 q_sa, v_s = q_members[0], v_members[0]
+            if config.sensitivity_lambdas and "fqe" in config.estimators:
+                p_fit = _behavior_proba(clin, clin_set, raw_c, fit, config)[np.arange(fit.size), raw.actions[fit]]
+                sensitivity = {(lam, side): gridded(_fitted_q(transitions, raw, norm_c, fit, rows, next_policy,
+                                                              config, (lam, side, p_fit)))
+                               for lam in config.sensitivity_lambdas for side in ("lower", "upper")}
     else:
         pb, pe = _densities(policy, clin, raw, raw_c, rows, is_clinician)
     model_returns = None
@@ -160,6 +169,7 @@ def build_ope_data(
         gamma=transitions.manifest.gamma, return_bounds=return_bounds(transitions, raw),
         q_sa=q_sa, v_s=v_s, pb_recommended=pb_rec, model_returns=model_returns, soften_epsilon=eps,
         q_sa_members=q_members if q_sa is None else None, v_s_members=v_members if q_sa is None else None,
+        sensitivity=sensitivity,
     )
 
 
@@ -170,6 +180,22 @@ def return_bounds(transitions: TransitionSet, raw: TransitionArrays) -> tuple[fl
     disc = transitions.manifest.gamma ** raw.step
     inter = np.bincount(raw.episode, weights=disc * raw.reward_intermediate) if len(raw) else np.zeros(1)
     return lo + min(0.0, float(inter.min())), hi + max(0.0, float(inter.max()))
+
+
+def value_bounds(transitions: TransitionSet, raw: TransitionArrays) -> tuple[float, float]:
+    """Bounds on the return still to come from any step: the a-priori outcome bounds plus a full
+    window of the most extreme intermediate reward observed (discounted), so every true Q-value
+    lies inside them.
+
+    For the FQE clamp. Unlike `return_bounds`, these cover partial sums from any step.
+    """
+    r = transitions.manifest.spec.reward
+    lo, hi = min(0.0, r.death_reward, r.survival_reward), max(0.0, r.death_reward, r.survival_reward)
+    inter = raw.reward_intermediate.astype(np.float64)
+    horizon = float(np.sum(transitions.manifest.gamma ** np.arange(transitions.manifest.n_steps)))
+    low = min(0.0, float(inter.min())) if inter.size else 0.0
+    high = max(0.0, float(inter.max())) if inter.size else 0.0
+    return lo + horizon * low, hi + horizon * high
 
 
 def _check_compatible(policy: Policy, transitions: TransitionSet, behavior: ClinicianPolicy) -> None:
@@ -217,11 +243,14 @@ def _densities(policy: Policy, clin: ClinicianPolicy, raw: TransitionArrays, raw
 
 
 def _fitted_q(transitions: TransitionSet, raw: TransitionArrays, norm_c: TransitionArrays, fit: np.ndarray,
-              rows: np.ndarray, next_policy: np.ndarray, config: OPEConfig) -> np.ndarray:
+              rows: np.ndarray, next_policy: np.ndarray, config: OPEConfig,
+              bound: tuple[float, Side, np.ndarray] | None = None) -> np.ndarray:
     """Cross-fitted Q [M, len(rows), A] of the softened policy (M = `config.fqe.n_members`).
 
     `norm_c` holds the normalised states the Q-model sees (the cohort state, or (s, h));
     `next_policy` is the softened policy's probabilities at the next state of each `fit` row.
+    With `bound` = (Lambda, side, pi_b of each fit row's action), the Q of that marginal-sensitivity
+    bound (`ope.sensitivity`) instead.
     """
     n_steps = transitions.manifest.n_steps
     eye = np.eye(n_steps, dtype=np.float32)
@@ -233,7 +262,15 @@ def _fitted_q(transitions: TransitionSet, raw: TransitionArrays, norm_c: Transit
         features=features(norm_c.states[fit], raw.step[fit]), actions=raw.actions[fit],
         rewards=raw.rewards[fit].astype(np.float64), end=raw.end[fit],
         next_features=features(norm_c.next_states[fit], raw.step[fit] + 1),
-        next_policy=next_policy, patient=raw.patient[fit],
+        next_policy=next_policy, patient=raw.patient[fit], behavior_prob=None if bound is None else bound[2],
     )
+    limits, gamma, n_actions = value_bounds(transitions, raw), transitions.manifest.gamma, transitions.n_actions
+    fit_model = None
+    if bound is not None:
+        lam, side = bound[0], bound[1]
+
+        def fit_model(part: FQEData) -> FittedQ:
+            return fit_sensitivity_fqe(part, n_actions, gamma, n_steps, lam, side, config.fqe, limits)
+
     return cross_fit_q(data, features(norm_c.states[rows], raw.step[rows]), raw.patient[rows],
-                       transitions.n_actions, transitions.manifest.gamma, n_steps, config.fqe)
+                       n_actions, gamma, n_steps, config.fqe, limits, fit_model)

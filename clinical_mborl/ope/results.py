@@ -59,6 +59,20 @@ class OPEConfig(StrictModel):
         "state. Clinicians titrate, so pi_b(a | s) alone misweights persistent treatment patterns. "
         "Off by default: on the sepsis simulator it made FQE more biased (docs/coverage.md).")
 
+    sensitivity_lambdas: tuple[float, ...] = Field(
+        (), description="Marginal-sensitivity bounds of FQE (`ope.sensitivity`): for each Lambda > 1, the "
+        "lower and upper FQE values if the clinicians' real odds of each action differ from "
+        "pi_b(a | s) by at most Lambda (unobserved confounding). Two extra Q-fits per Lambda; "
+        "needs a discrete action space and 'fqe' among the estimators.")
+
+    @field_validator("sensitivity_lambdas")
+    @classmethod
+    def _lambdas(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not (lam > 1.0 and math.isfinite(lam)) for lam in v) or len(set(v)) != len(v):
+            raise ValueError(f"sensitivity_lambdas {list(v)}: expected distinct finite values > 1 "
+                             "(Lambda = 1 is plain FQE)")
+        return tuple(sorted(v))
+
     @field_validator("estimators")
     @classmethod
     def _known_estimators(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -130,6 +144,18 @@ class HighConfidenceBound(StrictModel):
                                       "(1 in expectation under correct weights).")
 
 
+class SensitivityBound(StrictModel):
+    """FQE under unobserved confounding of odds ratio at most `lam` (`ope.sensitivity`): the lower
+    and upper bound's estimates, intervals and paired differences against the clinician's
+    on-policy mean (same resamples). The interval at `lam` is [lower.ci_low, upper.ci_high]."""
+
+    lam: float
+    lower: OPEEstimate
+    upper: OPEEstimate
+    lower_difference: PairedDifference
+    upper_difference: PairedDifference
+
+
 class OPEReport(StrictModel):
     """Everything `clinical-mborl evaluate` writes to `ope.json` (CONTRACTS.md §5)."""
 
@@ -145,6 +171,9 @@ class OPEReport(StrictModel):
     differences: list[PairedDifference]
     high_confidence: HighConfidenceBound
     skipped: dict[str, str] = Field(default_factory=dict, description="Estimator -> why it did not run.")
+    sensitivity: list[SensitivityBound] = Field(
+        default_factory=list, description="FQE's marginal-sensitivity bounds, one per Lambda in "
+        "`settings.sensitivity_lambdas` (empty when none were asked for).")
 
     def estimate(self, name: str) -> OPEEstimate:
         """The entry of one estimator by name ("clinician" included)."""

@@ -142,6 +142,16 @@ def ope_inputs(report: OPEReport) -> list[OPEEstimate]:
                                lower_bound=d.lower_bound, split=split,
                                diagnostics={"reference": d.reference, "n_resamples": d.n_resamples,
                                             "n_undefined_resamples": d.n_undefined_resamples}))
+    for sb in report.sensitivity:  # FQE's confounding bounds: shown, never gate evidence
+        for e, d in ((sb.lower, sb.lower_difference), (sb.upper, sb.upper_difference)):
+            side = e.estimator.removeprefix("fqe_")
+            out.append(OPEEstimate(
+                estimator=f"fqe, {side} bound at Lambda {sb.lam:g}", target="policy", value=e.value,
+                ci_low=e.ci_low, ci_high=e.ci_high, level=e.level, method=e.method, n_patients=e.n_patients,
+                lower_bound=e.lower_bound, split=split,
+                diagnostics={"what": f"FQE if the clinicians' odds of each action differ from the clinician "
+                                     f"model's by at most {sb.lam:g} (unobserved confounding)",
+                             "paired_difference": d.value, "paired_difference_lower_bound": d.lower_bound}))
     return out
 
 

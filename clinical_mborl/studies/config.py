@@ -110,13 +110,18 @@ class StudyConfig(StrictModel):
 
     def _dump(self) -> dict:
         """The settings as JSON, without the fields added later while they hold their original
-        behaviour (`usual_care` hourly, `ope.adjust_for_history` off), so that folders made before
+        behaviour (`usual_care` hourly, `ope.adjust_for_history` off,
+        `ope.fqe.clip_to_value_bounds` off, no `ope.sensitivity_lambdas`), so that folders made before
         those fields existed keep their fingerprint and resume."""
         raw = self.model_dump(mode="json", exclude={"replicates"})
         if raw["usual_care"] == "hourly":
             del raw["usual_care"]
         if not raw["ope"].get("adjust_for_history", False):
             raw["ope"].pop("adjust_for_history", None)
+        if not raw["ope"]["fqe"].get("clip_to_value_bounds", False):
+            raw["ope"]["fqe"].pop("clip_to_value_bounds", None)
+        if not raw["ope"].get("sensitivity_lambdas"):
+            raw["ope"].pop("sensitivity_lambdas", None)
         return raw
 
     def fingerprint(self) -> str:

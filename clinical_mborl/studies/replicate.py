@@ -30,7 +30,7 @@ from clinical_mborl.core.errors import InputError
 from clinical_mborl.dynamics import DynamicsEnsemble, fit_dynamics
 from clinical_mborl.ope import OPEConfig, OPEReport, build_ope_data, evaluate_arrays
 from clinical_mborl.ope.history import fit_history_adjustment
-from clinical_mborl.ope.results import finite_or_none
+from clinical_mborl.ope.results import SensitivityBound, finite_or_none
 from clinical_mborl.ope.subgroups import first_step_labels, subgroup_differences
 from clinical_mborl.report.collect import evidence_from_ope
 from clinical_mborl.report.gate import evaluate_gate
@@ -129,7 +129,64 @@ def estimate_all(transitions: TransitionSet, config: StudyConfig, reference: Stu
                                     "n_patients": s.n_patients, "difference": finite_or_none(s.difference),
                                     "lower_bound": finite_or_none(s.lower_bound)} for s in subs]
         candidates[name] = record
+    if ope.sensitivity_lambdas and "fqe" in ope.estimators:
+        calibrate_sensitivity(candidates, ope.sensitivity_lambdas)
     return {"n_patients_eval": n_patients, "candidates": candidates}
+
+
+def calibrate_sensitivity(candidates: dict[str, Any], lambdas: tuple[float, ...]) -> float:
+    """Add `fqe_msm_cal` to every candidate: the FQE sensitivity interval at the smallest Lambda in
+    (1, *lambdas) whose interval for the clinician model contains the clinicians' on-policy mean
+    (a negative control: what the data say about the clinicians themselves); the largest Lambda
+    when none does. Lambda = 1 is plain FQE. Returns the Lambda chosen.
+
+    >>> row = lambda lo, hi: {"value": (lo + hi) / 2, "ci_low": lo, "ci_high": hi}
+    >>> c = {"clinician": {"estimates": {ON_POLICY: {"value": 0.47}, "fqe": row(0.30, 0.45),
+    ...                                  "fqe_msm1.5": row(0.25, 0.46), "fqe_msm2": row(0.2, 0.5)}},
+    ...      "bc": {"estimates": {"fqe": row(0.4, 0.5), "fqe_msm1.5": row(0.3, 0.6), "fqe_msm2": row(0.2, 0.7)}}}
+    >>> calibrate_sensitivity(c, (1.5, 2.0)), c["bc"]["estimates"]["fqe_msm_cal"]["ci_low"]
+    (2.0, 0.2)
+    """
+    est = candidates["clinician"]["estimates"]
+    target = est[ON_POLICY]["value"]
+    names = [(1.0, "fqe"), *[(lam, sensitivity_name(lam)) for lam in sorted(lambdas)]]
+    chosen = names[-1]
+    for lam, name in names:
+        entry = est.get(name, {})
+        lo, hi = entry.get("ci_low"), entry.get("ci_high")
+        if target is not None and lo is not None and hi is not None and lo <= target <= hi:
+            chosen = (lam, name)
+            break
+    for record in candidates.values():
+        if chosen[1] in record["estimates"]:
+            record["estimates"]["fqe_msm_cal"] = {**record["estimates"][chosen[1]], "lambda": chosen[0]}
+    return chosen[0]
+
+
+def sensitivity_name(lam: float) -> str:
+    """The record's estimator name of FQE's marginal-sensitivity interval at `lam`.
+
+    >>> sensitivity_name(1.5), sensitivity_name(2.0)
+    ('fqe_msm1.5', 'fqe_msm2')
+    """
+    return f"fqe_msm{lam:g}"
+
+
+def _mid(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else 0.5 * (a + b)
+
+
+def sensitivity_entry(sb: SensitivityBound) -> dict[str, Any]:
+    """A sensitivity bound as one record entry: the interval [lower.ci_low, upper.ci_high], the lower
+    bound's one-sided bounds, and the midpoint of the two bounds as the value."""
+    lo, hi, dlo, dhi = sb.lower, sb.upper, sb.lower_difference, sb.upper_difference
+    return {"value": _mid(lo.value, hi.value), "ci_low": lo.ci_low, "ci_high": hi.ci_high,
+            "lower_bound": lo.lower_bound, "ess": None, "lower_value": lo.value, "upper_value": hi.value,
+            "n_undefined": max(lo.diagnostics.get("n_undefined_resamples") or 0,  # type: ignore[type-var]
+                               hi.diagnostics.get("n_undefined_resamples") or 0),
+            "diff": _mid(dlo.value, dhi.value), "diff_ci_low": dlo.ci_low, "diff_ci_high": dhi.ci_high,
+            "diff_lower_bound": dlo.lower_bound,
+            "diff_n_undefined": max(dlo.n_undefined_resamples, dhi.n_undefined_resamples)}
 
 
 def report_record(report: OPEReport, include_on_policy: bool = False) -> dict[str, Any]:
@@ -144,6 +201,8 @@ def report_record(report: OPEReport, include_on_policy: bool = False) -> dict[st
     for d in report.differences:
         estimates[d.estimator].update(diff=d.value, diff_ci_low=d.ci_low, diff_ci_high=d.ci_high,
                                       diff_lower_bound=d.lower_bound, diff_n_undefined=d.n_undefined_resamples)
+    for sb in report.sensitivity:
+        estimates[sensitivity_name(sb.lam)] = sensitivity_entry(sb)
     if include_on_policy:
         estimates[ON_POLICY].update(diff=0.0, diff_ci_low=0.0, diff_ci_high=0.0, diff_lower_bound=0.0,
                                     diff_n_undefined=0)

@@ -73,3 +73,26 @@ def test_softening_must_match_the_config():
                           pe=np.ones((4, 1)), gamma=1.0, soften_epsilon=0.0)
     with pytest.raises(InputError, match="softened"):
         evaluate_arrays(data, OPEConfig(soften_epsilon=0.01))
+
+
+def test_sensitivity_bounds_are_evaluated_like_fqe_and_skipped_without_their_q_values():
+    mdp = random_mdp(0)
+    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
+    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=1.5)
+    ep = simulate(mdp, pi_b, 400, np.random.default_rng(0))
+    data = ope_data(mdp, ep, pi_b, pi_e, patient=np.arange(400))
+    config = OPEConfig(n_resamples=200, soften_epsilon=0.0, estimators=("fqe",), sensitivity_lambdas=(2.0,))
+    plain = evaluate_arrays(data, config)
+    assert plain.sensitivity == [] and "sensitivity" in plain.skipped
+    # bounds that shift every Q-value by -0.1 / +0.2 (two members each) shift FQE by the same
+    q, v = data.q_sa[None].repeat(2, 0), data.v_s[None].repeat(2, 0)
+    shifted = OPEData.create(data.rewards, data.mask, data.patient, data.pb, data.pe, data.gamma,
+                             q_sa=data.q_sa, v_s=data.v_s, return_bounds=data.return_bounds,
+                             sensitivity={(2.0, "lower"): (q - 0.1, v - 0.1), (2.0, "upper"): (q + 0.2, v + 0.2)})
+    rep = evaluate_arrays(shifted, config)
+    fqe, (bound,) = rep.estimate("fqe"), rep.sensitivity
+    assert bound.lam == 2.0 and "sensitivity" not in rep.skipped
+    assert bound.lower.value == pytest.approx(fqe.value - 0.1) and bound.upper.value == pytest.approx(fqe.value + 0.2)
+    assert bound.lower_difference.value == pytest.approx(rep.difference("fqe").value - 0.1)
+    assert bound.lower.ci_low < bound.lower.value < bound.upper.value < bound.upper.ci_high
+    assert json.loads(rep.model_dump_json())["sensitivity"][0]["upper"]["estimator"] == "fqe_upper"

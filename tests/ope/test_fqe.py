@@ -100,3 +100,31 @@ def test_fit_refuses_bad_inputs():
         fit_fqe(data, n_actions=3, gamma=0.9, horizon=1)
     with pytest.raises(InputError, match="at least one"):
         fit_fqe(data.rows(np.zeros(len(data.actions), bool)), n_actions=2, gamma=0.9, horizon=1)
+
+
+def _self_loop_data(n: int = 64) -> FQEData:
+    """A state that never ends and pays 0.5 per step: the unclamped Q grows with every iteration."""
+    x = np.ones((n, 1), np.float32)
+    return FQEData(features=x, actions=np.zeros(n, np.int64), rewards=np.full(n, 0.5), end=np.zeros(n, bool),
+                   next_features=x, next_policy=np.ones((n, 1)), patient=np.arange(n))
+
+
+LINEAR = FQEConfig(hidden_sizes=(), epochs_per_iteration=150, batch_size=64, learning_rate=0.05, n_members=1,
+                   n_iterations=8, clip_to_value_bounds=True)
+
+
+def test_value_bounds_clamp_the_bootstrapped_target_and_the_returned_q():
+    import torch
+
+    data = _self_loop_data()
+    free = fit_fqe(data, 1, 0.99, 8, LINEAR).q_values(data.features[:1])[0, 0]
+    bounded = fit_fqe(data, 1, 0.99, 8, LINEAR, value_bounds=(-1.0, 1.0))
+    assert free > 3.0  # 0.5 * (1 + .99 + ... ) over 8 iterations ~ 3.9
+    assert bounded.q_values(data.features[:1])[0, 0] == pytest.approx(1.0)
+    with torch.no_grad():  # the regression itself saw targets 0.5 + 0.99 * clamp(V) <= 1.49
+        raw = float(bounded.net(torch.ones(1, 1))[0, 0, 0]) * bounded.scale
+    assert raw == pytest.approx(0.5 + 0.99 * 1.0, abs=0.03)
+    off = LINEAR.model_copy(update={"clip_to_value_bounds": False})
+    assert fit_fqe(data, 1, 0.99, 8, off, value_bounds=(-1.0, 1.0)).q_values(data.features[:1])[0, 0] > 3.0
+    with pytest.raises(InputError, match="value_bounds"):
+        fit_fqe(data, 1, 0.99, 8, LINEAR, value_bounds=(1.0, -1.0))

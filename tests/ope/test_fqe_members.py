@@ -96,7 +96,7 @@ def test_a_member_gets_no_gradient_from_rows_outside_its_resample():
     n = 16
     weight = torch.stack([torch.ones(n), torch.zeros(n)], dim=1)  # member 1 drew none of these rows
     batch = (torch.randn(n, 3), torch.randint(0, 2, (n,)), torch.randn(n), torch.zeros(n, dtype=torch.bool),
-             torch.randn(n, 3), torch.full((n, 2), 0.5), weight)
+             torch.randn(n, 3), torch.full((n, 2), 0.5), weight, torch.ones(n))
     system.training_step(batch, 0).backward()
     for w in net.weights:
         assert w.grad is not None and w.grad[0].abs().sum() > 0 and (w.grad[1] == 0).all()

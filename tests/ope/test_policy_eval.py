@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from clinical_mborl.core.io import sha256_file
 from clinical_mborl.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics
 from clinical_mborl.ope import OPEConfig, OPEReport
 from clinical_mborl.ope.fqe import FQEConfig
-from clinical_mborl.ope.policy_eval import build_ope_data, evaluate_policy
+from clinical_mborl.ope.policy_eval import build_ope_data, evaluate_policy, value_bounds
 from clinical_mborl.policies import NoTreatmentPolicy, RandomPolicy
 
 FAST = OPEConfig(n_resamples=200, eval_splits=("val", "test"), model_rollouts=3,
@@ -49,6 +50,14 @@ def test_every_estimator_runs_and_the_arrays_line_up_with_the_cohort(toy):
     np.testing.assert_allclose(data.pe[rows.episode, rows.step], 0.99 / 9 + 0.01 * p_b)
     assert data.model_returns is not None and data.q_sa is not None
     assert data.return_bounds == (-1.0, 1.0)
+    # no intermediate rewards in the toy cohort: every Q-value lies in the outcome bounds
+    assert value_bounds(ts, ts.arrays(normalised=False)) == (-1.0, 1.0)
+    raw = ts.arrays(normalised=False)
+    inter = np.zeros(len(raw), np.float32)
+    inter[[3, 7]] = [-0.25, 0.5]  # a window of the worst per-step penalty and of the best bonus
+    window = sum(ts.manifest.gamma ** k for k in range(ts.manifest.n_steps))
+    lo, hi = value_bounds(ts, dataclasses.replace(raw, reward_intermediate=inter))
+    assert lo == pytest.approx(-1.0 - 0.25 * window) and hi == pytest.approx(1.0 + 0.5 * window)
 
     report = evaluate_policy(policy, ts, pi_b, ens, FAST)
     assert [e.estimator for e in report.estimates] == ["wis", "pdwis", "dr", "wdr", "fqe", "model_based"]
@@ -57,6 +66,23 @@ def test_every_estimator_runs_and_the_arrays_line_up_with_the_cohort(toy):
         assert e.value is not None and e.ci_low is not None and e.ci_high is not None
         assert e.ci_low <= e.ci_high
     assert "interval_scope" in report.estimate("fqe").diagnostics
+
+
+def test_the_q_model_is_given_the_cohort_value_bounds(toy, monkeypatch):
+    import clinical_mborl.ope.policy_eval as policy_eval
+
+    ts, pi_b, _ = toy
+    seen = []
+    real = policy_eval.cross_fit_q
+
+    def spy(*args, **kwargs):
+        seen.append(args[7] if len(args) > 7 else kwargs.get("value_bounds"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(policy_eval, "cross_fit_q", spy)
+    build_ope_data(NoTreatmentPolicy(ts.feature_names, ts.manifest.action_space), ts, pi_b, None,
+                   FAST.model_copy(update={"estimators": ("fqe",)}))
+    assert seen == [(-1.0, 1.0)]
 
 
 def test_the_clinician_evaluated_on_its_own_rows_is_its_mean_return(toy):
@@ -130,8 +156,26 @@ def test_cli_evaluate_adjusts_for_treatment_history_when_asked(folders):
     assert values["--adjust-history"] != pytest.approx(values["--no-adjust-history"], abs=1e-9)
 
 
+def test_cli_evaluate_writes_sensitivity_bounds(folders):
+    out = folders["root"] / "ope_msm"
+    args = ["--quiet", "evaluate", "--policy", "no-treatment", "--cohort", str(folders["cohort"]),
+            "--behavior", str(folders["behavior"]), "--out", str(out), "--resamples", "100",
+            "--estimators", "fqe", "--sensitivity", "3,1.5", "--split", "val,test"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    report = OPEReport.model_validate_json((out / "ope.json").read_text())
+    assert [b.lam for b in report.sensitivity] == [1.5, 3.0] and report.settings.sensitivity_lambdas == (1.5, 3.0)
+    fqe = report.estimate("fqe").value
+    for b in report.sensitivity:
+        assert b.lower.value < fqe < b.upper.value
+        assert b.lower.n_resamples == 100 and b.lower_difference.reference == "clinician"
+    narrow, wide = report.sensitivity
+    assert wide.lower.value < narrow.lower.value and wide.upper.value > narrow.upper.value
+    assert set(json.loads(res.stdout)["sensitivity"]) == {"1.5", "3"}
+
+
 @pytest.mark.parametrize("extra", [["--estimators", "magic"], ["--split", "holdout"], ["--policy", "nowhere.yaml"],
-                                   ["--method", "normal"]])
+                                   ["--method", "normal"], ["--sensitivity", "0.9"], ["--sensitivity", "two"]])
 def test_cli_bad_options_exit_2(folders, extra):
     args = ["--quiet", "evaluate", "--policy", "random", "--cohort", str(folders["cohort"]),
             "--behavior", str(folders["behavior"]), "--out", str(folders["root"] / "bad"), "--resamples", "10"]

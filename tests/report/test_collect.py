@@ -73,3 +73,25 @@ def test_ope_report_converts_to_inputs_and_evidence():
     assert ev.overlap.ess == 80.0 and ev.overlap.max_weight_share == 0.04
     assert ev.support is not None and ev.support.share_in_support == 0.98 and ev.support.threshold == 0.01
     assert ev.level == 0.95 and ev.split == "test" and ev.explanation is None
+
+
+def test_sensitivity_bounds_are_shown_but_never_gate_evidence():
+    from clinical_mborl.ope import results as r
+    from clinical_mborl.report.collect import evidence_from_ope, ope_inputs
+
+    rep = ope_report()
+    fqe, diff = rep.estimate("fqe"), rep.difference("wdr")
+    bound = r.SensitivityBound(
+        lam=1.5, lower=fqe.model_copy(update={"estimator": "fqe_lower", "value": 0.4}),
+        upper=fqe.model_copy(update={"estimator": "fqe_upper", "value": 0.8}),
+        lower_difference=diff.model_copy(update={"estimator": "fqe_lower", "value": -0.1, "lower_bound": -0.2}),
+        upper_difference=diff.model_copy(update={"estimator": "fqe_upper", "value": 0.3}))
+    with_bounds = rep.model_copy(update={"sensitivity": [bound]})
+    rows = ope_inputs(with_bounds)
+    extra = rows[len(ope_inputs(rep)):]
+    assert [(e.estimator, e.target, e.value) for e in extra] == [
+        ("fqe, lower bound at Lambda 1.5", "policy", 0.4), ("fqe, upper bound at Lambda 1.5", "policy", 0.8)]
+    assert extra[0].diagnostics["paired_difference_lower_bound"] == -0.2
+    assert evidence_from_ope(with_bounds).paired == evidence_from_ope(rep).paired
+    paired = [e for e in rows if e.target == "paired_difference"]
+    assert paired == [e for e in ope_inputs(rep) if e.target == "paired_difference"]
