@@ -130,8 +130,34 @@ def estimate_all(transitions: TransitionSet, config: StudyConfig, reference: Stu
                                     "lower_bound": finite_or_none(s.lower_bound)} for s in subs]
         candidates[name] = record
     if ope.sensitivity_lambdas and "fqe" in ope.estimators:
+        for record in candidates.values():
+            nest_sensitivity(record["estimates"], ope.sensitivity_lambdas)
         calibrate_sensitivity(candidates, ope.sensitivity_lambdas)
     return {"n_patients_eval": n_patients, "candidates": candidates}
+
+
+def nest_sensitivity(estimates: dict[str, Any], lambdas: tuple[float, ...]) -> None:
+    """Make the sensitivity intervals nested: the interval at Lambda becomes the hull of FQE's (Lambda
+    = 1) and of every bound fitted up to Lambda, as the set of confounders it allows contains theirs.
+    Separate Q-fits are noisy, so a raw bound can fall inside a smaller Lambda's interval.
+
+    >>> est = {"fqe": {"ci_low": 0.3, "ci_high": 0.5, "lower_bound": 0.32, "diff_ci_low": -0.2,
+    ...                "diff_ci_high": 0.0, "diff_lower_bound": -0.18},
+    ...        "fqe_msm1.5": {"ci_low": 0.35, "ci_high": 0.6, "lower_bound": 0.36, "diff_ci_low": -0.1,
+    ...                       "diff_ci_high": 0.1, "diff_lower_bound": -0.25}}
+    >>> nest_sensitivity(est, (1.5,)); [est["fqe_msm1.5"][k] for k in ("ci_low", "lower_bound", "diff_lower_bound")]
+    [0.3, 0.32, -0.25]
+    """
+    inner = estimates.get("fqe")
+    for lam in sorted(lambdas):
+        entry = estimates.get(sensitivity_name(lam))
+        if inner is None or entry is None:
+            return
+        for key, pick in (("ci_low", min), ("lower_bound", min), ("diff_ci_low", min), ("diff_lower_bound", min),
+                          ("ci_high", max), ("diff_ci_high", max)):
+            if entry.get(key) is not None and inner.get(key) is not None:
+                entry[key] = pick(entry[key], inner[key])
+        inner = entry
 
 
 def calibrate_sensitivity(candidates: dict[str, Any], lambdas: tuple[float, ...]) -> float:

@@ -1,0 +1,52 @@
+"""Paired pilot: re-run the first R data sets of a coverage-study arm with one change.
+
+The data sets are the arm's own (same seeds), so `benchmarks/paired_compare.py NEW OLD` compares
+each estimate with the one the full study made on the same data. Changes: `--fqe '{"field": value}'`
+(FQEConfig fields), `--spec PATH` (another cohort spec: a new reference, so name it with `--ref`),
+`--lambdas L ...` (FQE's marginal-sensitivity bounds). Results: `<work>/pilot_<name>_<arm>/`.
+
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pilot_study.py hourly msmcal 20 --lambdas 1.1 1.25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from coverage_study import REFERENCE_DIR, study_config  # noqa: E402
+
+from clinical_mborl.studies import run_study  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("arm", choices=sorted(REFERENCE_DIR))
+    p.add_argument("name", help="Pilot name (folder pilot_<name>_<arm>).")
+    p.add_argument("reps", type=int, help="Replicates (data sets 0..R-1).")
+    p.add_argument("--fqe", default="{}", help="JSON object of FQEConfig fields to change.")
+    p.add_argument("--spec", help="Cohort spec YAML replacing the study's.")
+    p.add_argument("--ref", help="Reference folder name under --work (default: the arm's).")
+    p.add_argument("--patients", type=int, default=1000)
+    p.add_argument("--lambdas", type=float, nargs="+", default=())
+    p.add_argument("--work", type=Path, default=Path("/tmp/clinical_mborl_studies"))
+    a = p.parse_args()
+    config = study_config(a.patients, a.reps, 0, None, usual_care=a.arm, sensitivity=tuple(a.lambdas))
+    update = json.loads(a.fqe)
+    if update:
+        fqe = config.ope.fqe.model_copy(update=update)
+        config = config.model_copy(update={"ope": config.ope.model_copy(update={"fqe": fqe})})
+    if a.spec:
+        config = config.model_copy(update={"spec_path": a.spec})
+    started = time.time()
+    result = run_study("coverage", config, a.work / f"pilot_{a.name}_{a.arm}",
+                       ref_dir=a.work / (a.ref or REFERENCE_DIR[a.arm]), jobs=2,
+                       log=lambda s: print(time.strftime("%H:%M:%S"), s, flush=True))
+    print(f"done: {result.n_replicates} replicates in {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
