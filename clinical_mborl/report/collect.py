@@ -20,6 +20,7 @@ from clinical_mborl.core.errors import InputError
 from clinical_mborl.explain.explanation import ExplanationSummary
 from clinical_mborl.ope.results import OPEReport
 from clinical_mborl.report.gate import (
+    ConfoundingEvidence,
     ExplanationEvidence,
     GateEvidence,
     OverlapEvidence,
@@ -176,9 +177,11 @@ def evidence_from_ope(report: OPEReport, subgroups: Sequence[SubgroupResult] = (
     expl = None if explanation is None else ExplanationEvidence(
         completeness_passed=explanation.completeness.passed, sanity_passed=explanation.sanity.passed,
         sanity_spearman=explanation.sanity.full_randomisation_spearman)
+    confounding = [ConfoundingEvidence(lam=b.lam, lower_bound=b.lower_difference.lower_bound)
+                   for b in report.sensitivity if b.lower_difference.lower_bound is not None]
     return GateEvidence(
         split=",".join(report.settings.eval_splits), level=report.settings.level, paired=paired,
-        overlap=overlap, support=support, explanation=expl,
+        overlap=overlap, support=support, explanation=expl, confounding=confounding,
         subgroups=[SubgroupEvidence(attribute=g.attribute, level=g.level, n_patients=g.n_patients,
                                     estimator=g.estimator, difference=g.difference, lower_bound=g.lower_bound)
                    for g in subgroups])

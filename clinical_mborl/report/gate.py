@@ -5,7 +5,8 @@ overlap (Kish ESS floor, maximum share of the total importance weight held by on
 support (share of recommended steps with clinician probability above a threshold); agreement of
 the primary estimators on the paired difference against the clinician (else "inconclusive");
 a one-sided lower bound of that paired difference above a pre-registered margin for every primary
-estimator (HCPI style, Thomas et al. 2015), the same per subgroup (sex, age band, severity) of at
+estimator (HCPI style, Thomas et al. 2015), optionally also for FQE's bound under unobserved
+confounding up to a pre-registered Lambda (`ope.sensitivity`), the same per subgroup (sex, age band, severity) of at
 least a minimum size; and explanation sanity (completeness and parameter randomisation).
 
 Status: "fail" if any check fails; otherwise "inconclusive" if any is inconclusive; else "pass".
@@ -51,6 +52,10 @@ class GateConfig(StrictModel):
     min_subgroup_size: int = Field(30, ge=1, description="Subgroups with fewer patients are not evaluated (or fail, see below).")
     small_subgroup_policy: Literal["not_evaluated", "fail"] = "not_evaluated"
     require_explanation_sanity: bool = Field(True, description="Completeness and parameter randomisation must pass (Adebayo et al. 2018).")
+    confounding_lambda: float | None = Field(
+        None, gt=1, description="If set, FQE's paired lower bound must also clear the margin under unobserved "
+        "confounding of odds ratio up to this Lambda (the lower marginal-sensitivity bound in ope.json, from "
+        "`evaluate --sensitivity`; `ope.sensitivity`). None: not checked.")
 
 
 class PairedEstimate(StrictModel):
@@ -82,6 +87,13 @@ class SubgroupEvidence(StrictModel):
     lower_bound: float
 
 
+class ConfoundingEvidence(StrictModel):
+    """FQE's paired lower bound under unobserved confounding of odds ratio up to `lam`."""
+
+    lam: float = Field(gt=1)
+    lower_bound: float
+
+
 class ExplanationEvidence(StrictModel):
     completeness_passed: bool
     sanity_passed: bool
@@ -98,6 +110,7 @@ class GateEvidence(StrictModel):
     support: SupportEvidence | None = Field(description="None where no support measure exists (fails the check).")
     subgroups: list[SubgroupEvidence] = []
     explanation: ExplanationEvidence | None = None
+    confounding: list[ConfoundingEvidence] = Field(default_factory=list, description="Sensitivity bounds, if computed.")
 
 
 class GateCheck(StrictModel):
@@ -227,10 +240,27 @@ def _explanation_check(ev: GateEvidence, cfg: GateConfig) -> list[GateCheck]:
                              f"parameter randomisation {'passed' if e.sanity_passed else 'failed'}")]
 
 
+def _confounding_check(ev: GateEvidence, cfg: GateConfig) -> list[GateCheck]:
+    lam = cfg.confounding_lambda
+    if lam is None:
+        return []
+    name = f"margin under confounding (Lambda {lam:g})"
+    found = [c for c in ev.confounding if abs(c.lam - lam) <= 1e-9 * lam]
+    if not found:
+        return [GateCheck(name=name, status="fail", threshold=cfg.margin,
+                          detail=f"no sensitivity bound at Lambda {lam:g}; run `clinical-mborl evaluate` with "
+                                 f"--sensitivity {lam:g}")]
+    lb = found[0].lower_bound
+    return [GateCheck(name=name, status=_ok(lb > cfg.margin), observed=round(lb, 6), threshold=cfg.margin,
+                      detail=f"FQE's one-sided {ev.level:.0%} lower bound of (policy - clinician) > margin even if "
+                             f"the clinicians' odds of each dose differ from the clinician model's by up to {lam:g}")]
+
+
 def evaluate_gate(evidence: GateEvidence, config: GateConfig) -> GateDecision:
     """Run every check; the decision lists each with its numbers."""
     checks = (_basic_checks(evidence, config) + _estimator_checks(evidence, config)
-              + _subgroup_checks(evidence, config) + _explanation_check(evidence, config))
+              + _confounding_check(evidence, config) + _subgroup_checks(evidence, config)
+              + _explanation_check(evidence, config))
     statuses = {c.status for c in checks}
     status: GateStatus = "fail" if "fail" in statuses else "inconclusive" if "inconclusive" in statuses else "pass"
     return GateDecision(passed=status == "pass", status=status, checks=checks, config=config,

@@ -75,7 +75,7 @@ def test_ope_report_converts_to_inputs_and_evidence():
     assert ev.level == 0.95 and ev.split == "test" and ev.explanation is None
 
 
-def test_sensitivity_bounds_are_shown_but_never_gate_evidence():
+def test_sensitivity_bounds_are_shown_and_reach_the_gate_only_as_confounding_evidence():
     from clinical_mborl.ope import results as r
     from clinical_mborl.report.collect import evidence_from_ope, ope_inputs
 
@@ -93,5 +93,7 @@ def test_sensitivity_bounds_are_shown_but_never_gate_evidence():
         ("fqe, lower bound at Lambda 1.5", "policy", 0.4), ("fqe, upper bound at Lambda 1.5", "policy", 0.8)]
     assert extra[0].diagnostics["paired_difference_lower_bound"] == -0.2
     assert evidence_from_ope(with_bounds).paired == evidence_from_ope(rep).paired
+    assert [(c.lam, c.lower_bound) for c in evidence_from_ope(with_bounds).confounding] == [(1.5, -0.2)]
+    assert evidence_from_ope(rep).confounding == []
     paired = [e for e in rows if e.target == "paired_difference"]
     assert paired == [e for e in ope_inputs(rep) if e.target == "paired_difference"]

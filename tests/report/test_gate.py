@@ -140,3 +140,20 @@ def test_subgroup_checks_use_only_the_primary_estimators():
               if c.name.startswith("subgroup")]
     assert [c.name for c in checks] == ["subgroup sex=female (wdr)", "subgroup sex=male (wdr)"]
     assert all(c.status == "pass" for c in checks)
+
+
+def test_the_confounding_check_runs_only_when_pre_registered():
+    from clinical_mborl.report.gate import ConfoundingEvidence
+
+    ev = _evidence(confounding=[ConfoundingEvidence(lam=1.25, lower_bound=-0.02),
+                                ConfoundingEvidence(lam=1.1, lower_bound=0.01)])
+    assert evaluate_gate(ev, CFG).passed  # not pre-registered: the (failing) bound at 1.25 is not looked at
+    name = "margin under confounding (Lambda 1.1)"
+    ok = evaluate_gate(ev, CFG.model_copy(update={"confounding_lambda": 1.1}))
+    assert ok.passed and [c.observed for c in ok.checks if c.name == name] == [0.01]
+    strict = evaluate_gate(ev, CFG.model_copy(update={"confounding_lambda": 1.25}))
+    assert [c.name for c in strict.checks if c.status == "fail"] == ["margin under confounding (Lambda 1.25)"]
+    missing = evaluate_gate(_evidence(), CFG.model_copy(update={"confounding_lambda": 1.1}))
+    assert not missing.passed and "--sensitivity 1.1" in missing.reasons[0]
+    with pytest.raises(ValueError):
+        GateConfig(confounding_lambda=1.0)

@@ -121,6 +121,7 @@ def test_settings_added_later_keep_old_fingerprints_until_they_are_used():
     del old["ope"]["adjust_for_history"]
     del old["ope"]["fqe"]["clip_to_value_bounds"]
     del old["ope"]["sensitivity_lambdas"]
+    del old["gate"]["confounding_lambda"]
     assert base.fingerprint() == core_io.sha256_json(old)
     at_steps = tiny_config(usual_care="at-steps")
     history = tiny_config(ope=base.ope.model_copy(update={"adjust_for_history": True}))
