@@ -50,7 +50,9 @@ from clinical_mborl.ope.results import (
     OPEEstimate,
     OPEReport,
     PairedDifference,
+    SensitivityBound,
 )
+from clinical_mborl.ope.sensitivity import fit_sensitivity_fqe, msm_weight_range
 
 __all__ = [
     "ESTIMATORS",
@@ -73,6 +75,7 @@ __all__ = [
     "PairedDifference",
     "PerDecisionWIS",
     "ResamplePlan",
+    "SensitivityBound",
     "WeightDiagnostics",
     "WeightedDoublyRobust",
     "WeightedImportanceSampling",
@@ -86,10 +89,12 @@ __all__ = [
     "evaluate_arrays",
     "evaluate_policy",
     "fit_fqe",
+    "fit_sensitivity_fqe",
     "high_confidence_lower_bound",
     "kish_ess",
     "make_estimator",
     "model_based_returns",
+    "msm_weight_range",
     "paired_difference",
     "percentile_interval",
     "soften",

@@ -21,6 +21,11 @@ patient drops out of any member. `FittedQ.q_values` is their average (bagged FQE
 refitted Q-model and Q-fitting variability -- data and optimisation alike -- enters the
 interval.
 
+`FQESystem.bellman_target`, `member_mean` and `train_system` are shared with the
+marginal-sensitivity bounds (`ope.sensitivity`), whose networks carry a second head.
+`FQEConfig.clip_to_value_bounds` (off) clamps targets and outputs to the range of any remaining
+return.
+
 >>> rng = np.random.default_rng(0)
 >>> n = 64
 >>> data = FQEData(features=np.eye(2, dtype=np.float32)[rng.integers(0, 2, n)],
