@@ -290,14 +290,24 @@ def fit_fqe(data: FQEData, n_actions: int, gamma: float, horizon: int, config: F
     """Train one Q-model on `data` (all rows). `value_bounds` (lo, hi): bounds on any remaining
     return, used when `config.clip_to_value_bounds`."""
     config = config or FQEConfig()
+    return fit_q_model(data, n_actions, n_actions, horizon, config, value_bounds,
+                       lambda net, scale, bounds: FQESystem(net, gamma, scale, config, bounds))
+
+
+def fit_q_model(data: FQEData, n_actions: int, n_outputs: int, horizon: int, config: FQEConfig,
+                value_bounds: tuple[float, float] | None,
+                make_system: Callable[[QNetwork, float, tuple[float, float] | None], FQESystem]) -> FittedQ:
+    """Check the inputs, build the seeded M-member network with `n_outputs` heads, train the system
+    `make_system(net, reward scale, clamp bounds or None)` and return its first `n_actions` heads as
+    the Q-model (shared by `fit_fqe` and the sensitivity bounds of `ope.sensitivity`)."""
     check_fit_inputs(data, n_actions, value_bounds)
     bounds = value_bounds if config.clip_to_value_bounds else None
     torch.manual_seed(config.seed)
     scale = max(float(np.abs(data.rewards).max()), 1e-8)
-    net = QNetwork(data.features.shape[1], n_actions, config.hidden_sizes, config.n_members)
-    system = FQESystem(net, gamma, scale, config, bounds)
+    system = make_system(QNetwork(data.features.shape[1], n_outputs, config.hidden_sizes, config.n_members),
+                         scale, bounds)
     train_system(system, data, config, horizon)
-    return FittedQ(system.net.eval(), scale, bounds)
+    return FittedQ(system.net.eval(), scale, bounds, n_actions)
 
 
 def train_system(system: FQESystem, data: FQEData, config: FQEConfig, horizon: int) -> None:

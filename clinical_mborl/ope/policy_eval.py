@@ -175,8 +175,7 @@ def build_ope_data(
 
 def return_bounds(transitions: TransitionSet, raw: TransitionArrays) -> tuple[float, float]:
     """A-priori outcome bounds plus the observed range of discounted intermediate rewards."""
-    r = transitions.manifest.spec.reward
-    lo, hi = min(0.0, r.death_reward, r.survival_reward), max(0.0, r.death_reward, r.survival_reward)
+    lo, hi = _outcome_bounds(transitions)
     disc = transitions.manifest.gamma ** raw.step
     inter = np.bincount(raw.episode, weights=disc * raw.reward_intermediate) if len(raw) else np.zeros(1)
     return lo + min(0.0, float(inter.min())), hi + max(0.0, float(inter.max()))
@@ -189,13 +188,18 @@ def value_bounds(transitions: TransitionSet, raw: TransitionArrays) -> tuple[flo
 
     For the FQE clamp. Unlike `return_bounds`, these cover partial sums from any step.
     """
-    r = transitions.manifest.spec.reward
-    lo, hi = min(0.0, r.death_reward, r.survival_reward), max(0.0, r.death_reward, r.survival_reward)
+    lo, hi = _outcome_bounds(transitions)
     inter = raw.reward_intermediate.astype(np.float64)
     horizon = float(np.sum(transitions.manifest.gamma ** np.arange(transitions.manifest.n_steps)))
     low = min(0.0, float(inter.min())) if inter.size else 0.0
     high = max(0.0, float(inter.max())) if inter.size else 0.0
     return lo + horizon * low, hi + horizon * high
+
+
+def _outcome_bounds(transitions: TransitionSet) -> tuple[float, float]:
+    """[min(0, death, survival), max(0, death, survival)]: where the outcome reward lies, discounted or not."""
+    r = transitions.manifest.spec.reward
+    return min(0.0, r.death_reward, r.survival_reward), max(0.0, r.death_reward, r.survival_reward)
 
 
 def _check_compatible(policy: Policy, transitions: TransitionSet, behavior: ClinicianPolicy) -> None:

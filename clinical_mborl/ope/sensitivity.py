@@ -30,6 +30,7 @@ members and patient resamples as FQE (`evaluate.evaluate_arrays`): `ope.json`'s 
 gives, per Lambda, the interval [lower.ci_low, upper.ci_high] and the paired lower bound of the
 difference against the clinician's on-policy mean.
 
+>>> import torch
 >>> lo, hi = msm_weight_range(torch.tensor([0.2, 1.0]), 2.0)
 >>> [round(v, 2) for v in lo.tolist()], [round(v, 2) for v in hi.tolist()]
 ([0.6, 1.0], [1.8, 1.0])
@@ -40,7 +41,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import torch
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -51,9 +51,8 @@ from clinical_mborl.ope.fqe import (
     FQEData,
     FQESystem,
     QNetwork,
-    check_fit_inputs,
+    fit_q_model,
     member_mean,
-    train_system,
 )
 
 Side = Literal["lower", "upper"]
@@ -96,7 +95,6 @@ def fit_sensitivity_fqe(data: FQEData, n_actions: int, gamma: float, horizon: in
     """Train the Q-model of the `side` bound at sensitivity `lam` (>= 1) on `data`, which must carry
     `behavior_prob` (pi_b of each row's action); `FittedQ.q_values` returns the bound's Q."""
     config = config or FQEConfig()
-    check_fit_inputs(data, n_actions, value_bounds)
     if not lam >= 1.0:
         raise InputError(f"sensitivity: Lambda must be >= 1 (1 = no unobserved confounding), got {lam}.")
     if side not in ("lower", "upper"):
@@ -107,10 +105,6 @@ def fit_sensitivity_fqe(data: FQEData, n_actions: int, gamma: float, horizon: in
     p = np.asarray(data.behavior_prob, dtype=np.float64)
     if p.shape != data.actions.shape or not ((p > 0) & (p <= 1)).all():
         raise InputError("sensitivity: behavior_prob must hold one probability in (0, 1] per row.")
-    bounds = value_bounds if config.clip_to_value_bounds else None
-    torch.manual_seed(config.seed)
-    scale = max(float(np.abs(data.rewards).max()), 1e-8)
-    net = QNetwork(data.features.shape[1], 2 * n_actions, config.hidden_sizes, config.n_members)
-    system = SensitivityFQESystem(net, gamma, scale, config, bounds, n_actions, lam, side)
-    train_system(system, data, config, horizon)
-    return FittedQ(system.net.eval(), scale, bounds, n_actions)
+    return fit_q_model(data, n_actions, 2 * n_actions, horizon, config, value_bounds,
+                       lambda net, scale, bounds: SensitivityFQESystem(net, gamma, scale, config, bounds,
+                                                                       n_actions, lam, side))
