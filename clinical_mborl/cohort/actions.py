@@ -153,33 +153,35 @@ def step_doses(spec: CohortSpec, rows: pl.DataFrame, windows: pl.DataFrame) -> p
     """
     step = hours_to_us(spec.time.step_hours)
     col = pl.col
-    value = (col("x") * col("factor") + col("offset")) * col("equiv")
-    value = pl.when(col("per_kg")).then(value / col("weight")).otherwise(value)
     # input-row order: sums accumulate in a fixed order, so the output is byte-for-byte stable
-    exploded = step_ranges(rows.sort("row_nr").with_columns(value.alias("v")), step)
-    duration = col("e") - col("s")
+    exploded = step_ranges(rows.sort("row_nr"), step)
     n_dims = len(spec.actions)
     is_sum = np.array([a.aggregation == "amount_sum" for a in spec.actions])
-    contribution = (
-        pl.when(~pl.lit(pl.Series(is_sum)).gather(col("dim"))).then(col("v"))
-        .when(col("kind") == "rate").then(col("v") * col("overlap_us") / US_PER_HOUR)
-        .when(duration == 0).then(col("v"))
-        .otherwise(col("v") * col("overlap_us") / duration)
-    )
+    # The arithmetic is numpy's, element by element: polars may divide a column that happens to be
+    # constant by multiplying with its reciprocal, so a row's dose could depend on the other rows.
+    x, factor, shift, equiv, weight, per_kg = (exploded[c].to_numpy() for c in (
+        "x", "factor", "offset", "equiv", "weight", "per_kg"))
+    v = (x * factor + shift) * equiv
+    v = np.where(per_kg, v / np.where(per_kg, weight, 1.0), v)
+    overlap = exploded["overlap_us"].to_numpy().astype(np.float64)
+    duration = (exploded["e"] - exploded["s"]).to_numpy().astype(np.float64)
+    dim = exploded["dim"].to_numpy().astype(np.int64)
+    is_rate = (exploded["kind"] == "rate").to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(~is_sum[dim], v,
+                     np.where(is_rate, v * overlap / US_PER_HOUR,
+                              np.where(duration == 0, v, v * overlap / duration)))
     grid = windows.filter(pl.col("n_steps") > 0).sort("stay_idx")
     n_steps = grid["n_steps"].to_numpy()
     offset = np.zeros(int(windows["stay_idx"].cast(pl.Int64).to_numpy().max(initial=0)) + 1, dtype=np.int64)
     offset[grid["stay_idx"].to_numpy()] = np.cumsum(n_steps) - n_steps
-    parts = exploded.select("stay_idx", "k", "dim", contribution.alias("c"), "row_nr")
-    dim = parts["dim"].to_numpy().astype(np.int64)
-    cell = (offset[parts["stay_idx"].to_numpy()] + parts["k"].to_numpy()) * n_dims + dim
-    c = parts["c"].to_numpy()
+    cell = (offset[exploded["stay_idx"].to_numpy()] + exploded["k"].to_numpy()) * n_dims + dim
     n_cells = int(n_steps.sum()) * n_dims
     doses = np.bincount(cell[is_sum[dim]], weights=c[is_sum[dim]], minlength=n_cells).astype(np.float64)
     peak = np.zeros(n_cells)
     np.maximum.at(peak, cell[~is_sum[dim]], c[~is_sum[dim]])
     doses = np.where(np.tile(is_sum, n_cells // max(n_dims, 1)), doses, peak).reshape(-1, n_dims)
-    _check_max_dose(spec, doses, cell, parts["row_nr"].to_numpy())
+    _check_max_dose(spec, doses, cell, exploded["row_nr"].to_numpy())
     out = grid.select("stay_idx", pl.int_ranges(0, col("n_steps"), dtype=pl.Int64).alias("step")).explode("step")
     return out.with_columns(pl.Series(a.name, doses[:, j]) for j, a in enumerate(spec.actions))
 

@@ -47,6 +47,16 @@ def test_bolus_on_a_decision_time_belongs_to_the_step_it_starts() -> None:
     assert frame["fluid_ml"].to_list()[:3] == [100.0, 250.0, 0.0]
 
 
+def test_a_steps_dose_is_bit_identical_whatever_other_rows_exist() -> None:
+    # hypothesis found it: 250 mL over 3 h 34 min in a 3 h 18 min stay; step 1 got 250 * 78/214 by a
+    # reciprocal multiply (polars divides by a constant column that way) unless another row was there
+    spread = treat("s000", at(0.0), 214, "crystalloid", 250.0, "mL")
+    alone, _ = doses([spread], los_hours=3.3)
+    beside, _ = doses([spread, treat("s000", at(1.0), 0, "crystalloid", 1999.0, "mL")], los_hours=3.3)
+    assert alone["fluid_ml"][1] == beside["fluid_ml"][1] == 250.0 * 78 / 214
+    assert beside["fluid_ml"][0] - alone["fluid_ml"][0] == pytest.approx(1999.0)
+
+
 def test_max_rate_with_per_kg_units_and_equivalence() -> None:
     frame, manifest = doses([treat("s000", at(0.5), 60, "norepinephrine", rate=10.0, rate_unit="ug/min"),  # /50 kg
                              treat("s000", at(1.0), 30, "norepinephrine", rate=0.05, rate_unit="ug/kg/min"),
