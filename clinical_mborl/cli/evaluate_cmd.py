@@ -98,7 +98,7 @@ def evaluate(
     sensitivity: str = typer.Option(
         "", "--sensitivity", help="Comma-separated Lambdas > 1 (e.g. 1.1,1.25): FQE's lower and upper bounds "
         "if the clinicians' real odds of each action differ from the clinician model's by at most "
-        "Lambda (unobserved confounding); two extra Q-fits each. Written to ope.json's `sensitivity`."),
+        "Lambda (unobserved confounding); one extra Q-fit per policy for all of them. Written to ope.json's `sensitivity`."),
     adjust_history: bool = typer.Option(
         False, "--adjust-history/--no-adjust-history",
         help="Fit the clinician model of the weights and the Q-model on the state plus treatment "

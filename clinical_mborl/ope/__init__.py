@@ -52,7 +52,11 @@ from clinical_mborl.ope.results import (
     PairedDifference,
     SensitivityBound,
 )
-from clinical_mborl.ope.sensitivity import fit_sensitivity_fqe, msm_weight_range
+from clinical_mborl.ope.sensitivity import (
+    fit_sensitivity_bounds,
+    fit_sensitivity_fqe,
+    msm_weight_range,
+)
 
 __all__ = [
     "ESTIMATORS",
@@ -89,6 +93,7 @@ __all__ = [
     "evaluate_arrays",
     "evaluate_policy",
     "fit_fqe",
+    "fit_sensitivity_bounds",
     "fit_sensitivity_fqe",
     "high_confidence_lower_bound",
     "kish_ess",

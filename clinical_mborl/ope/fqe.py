@@ -44,7 +44,7 @@ import contextlib
 import copy
 import logging
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -191,7 +191,12 @@ class FQESystem(pl.LightningModule):
     def bellman_target(self, r: Tensor, end: Tensor, x_next: Tensor, pi_next: Tensor) -> Tensor:
         """[M, b] y = r + gamma * (1 - end) * sum_a pi(a | s') Q_prev(s', a), in units of `scale`."""
         with torch.no_grad():
-            q_next = self.target(x_next)[..., : pi_next.shape[-1]]  # the value head
+            return self.backup(r, end, self.target(x_next)[..., : pi_next.shape[-1]], pi_next)
+
+    def backup(self, r: Tensor, end: Tensor, q_next: Tensor, pi_next: Tensor) -> Tensor:
+        """`bellman_target` from the previous Q's values at s' ([M, b, A], one value head; extra axes
+        before A broadcast with `r`, `end` and `pi_next`, e.g. [M, b, K, A] for K heads)."""
+        with torch.no_grad():
             v_next = (pi_next * q_next).sum(dim=-1)  # [M, b]
             if self.current_epoch < self.config.epochs_per_iteration:
                 v_next = torch.zeros_like(v_next)  # first iteration: Q_0 = 0
@@ -239,12 +244,14 @@ class FittedQ:
     scale: float
     value_bounds: tuple[float, float] | None = None
     n_actions: int | None = None  # the value head's width when the network has more outputs
+    head_offset: int = 0  # where the value head starts among the network's outputs
 
     def member_q_values(self, features: np.ndarray) -> np.ndarray:
         """[M, n, A]: each member's Q-values in reward units."""
         with torch.no_grad():
             out = self.net.cpu()(torch.as_tensor(np.asarray(features), dtype=torch.float32))
-        q = out.numpy()[..., : self.n_actions].astype(np.float64) * self.scale
+        end = None if self.n_actions is None else self.head_offset + self.n_actions
+        q = out.numpy()[..., self.head_offset: end].astype(np.float64) * self.scale
         return q if self.value_bounds is None else np.clip(q, *self.value_bounds)
 
     def q_values(self, features: np.ndarray) -> np.ndarray:
@@ -291,15 +298,17 @@ def fit_fqe(data: FQEData, n_actions: int, gamma: float, horizon: int, config: F
     return, used when `config.clip_to_value_bounds`."""
     config = config or FQEConfig()
     return fit_q_model(data, n_actions, n_actions, horizon, config, value_bounds,
-                       lambda net, scale, bounds: FQESystem(net, gamma, scale, config, bounds))
+                       lambda net, scale, bounds: FQESystem(net, gamma, scale, config, bounds))[0]
 
 
 def fit_q_model(data: FQEData, n_actions: int, n_outputs: int, horizon: int, config: FQEConfig,
                 value_bounds: tuple[float, float] | None,
-                make_system: Callable[[QNetwork, float, tuple[float, float] | None], FQESystem]) -> FittedQ:
+                make_system: Callable[[QNetwork, float, tuple[float, float] | None], FQESystem],
+                head_offsets: Sequence[int] = (0,)) -> list[FittedQ]:
     """Check the inputs, build the seeded M-member network with `n_outputs` heads, train the system
-    `make_system(net, reward scale, clamp bounds or None)` and return its first `n_actions` heads as
-    the Q-model (shared by `fit_fqe` and the sensitivity bounds of `ope.sensitivity`)."""
+    `make_system(net, reward scale, clamp bounds or None)` and return one Q-model per value head,
+    the `n_actions` outputs from each of `head_offsets` (shared by `fit_fqe` and the sensitivity
+    bounds of `ope.sensitivity`, which train several bounds in one network)."""
     check_fit_inputs(data, n_actions, value_bounds)
     bounds = value_bounds if config.clip_to_value_bounds else None
     torch.manual_seed(config.seed)
@@ -307,7 +316,8 @@ def fit_q_model(data: FQEData, n_actions: int, n_outputs: int, horizon: int, con
     system = make_system(QNetwork(data.features.shape[1], n_outputs, config.hidden_sizes, config.n_members),
                          scale, bounds)
     train_system(system, data, config, horizon)
-    return FittedQ(system.net.eval(), scale, bounds, n_actions)
+    net = system.net.eval()
+    return [FittedQ(net, scale, bounds, n_actions, offset) for offset in head_offsets]
 
 
 def train_system(system: FQESystem, data: FQEData, config: FQEConfig, horizon: int) -> None:
@@ -332,28 +342,38 @@ def cross_fit_q(
     horizon: int,
     config: FQEConfig | None = None,
     value_bounds: tuple[float, float] | None = None,
-    fit_model: Callable[[FQEData], FittedQ] | None = None,
 ) -> np.ndarray:
     """Q [M, n_eval, A] for evaluation rows, each from a model that never saw that row's patient
-    (M = `config.n_members`; average over axis 0 for the bagged Q); `value_bounds` as in `fit_fqe`.
-    `fit_model(rows)` replaces `fit_fqe` (e.g. the sensitivity bounds of `ope.sensitivity`)."""
+    (M = `config.n_members`; average over axis 0 for the bagged Q); `value_bounds` as in `fit_fqe`."""
     config = config or FQEConfig()
-    if fit_model is None:
-        def fit_model(rows: FQEData) -> FittedQ:
-            return fit_fqe(rows, n_actions, gamma, horizon, config, value_bounds)
+
+    def fit_model(rows: FQEData) -> list[FittedQ]:
+        return [fit_fqe(rows, n_actions, gamma, horizon, config, value_bounds)]
+    return cross_fit_models(fit, eval_features, eval_patient, n_actions, config, fit_model)[0]
+
+
+def cross_fit_models(fit: FQEData, eval_features: np.ndarray, eval_patient: np.ndarray, n_actions: int,
+                     config: FQEConfig, fit_models: Callable[[FQEData], list[FittedQ]]) -> list[np.ndarray]:
+    """`cross_fit_q` for every Q-model that one training run `fit_models(rows)` returns (e.g. all the
+    sensitivity bounds of `ope.sensitivity`): one [M, n_eval, A] array per model, in their order.
+    Patients in both `fit` and the evaluation rows are split into `config.n_folds` folds, and each
+    fold's rows are valued by models fitted on the other folds."""
     shared = np.intersect1d(np.unique(fit.patient), np.unique(eval_patient))
     if shared.size == 0:
-        return fit_model(fit).member_q_values(eval_features)
+        return [m.member_q_values(eval_features) for m in fit_models(fit)]
     patients = np.union1d(fit.patient, eval_patient)
     fold_of = dict(zip(patients.tolist(),
                        np.random.default_rng(config.seed).permutation(patients.size) % config.n_folds,
                        strict=True))
     fit_fold = np.array([fold_of[p] for p in fit.patient.tolist()])
     eval_fold = np.array([fold_of[p] for p in eval_patient.tolist()])
-    q = np.zeros((config.n_members, len(eval_patient), n_actions))
+    out: list[np.ndarray] = []
     for k in range(config.n_folds):
         rows = eval_fold == k
         if rows.any():
-            model = fit_model(fit.rows(fit_fold != k))
-            q[:, rows] = model.member_q_values(eval_features[rows])
-    return q
+            models = fit_models(fit.rows(fit_fold != k))
+            if not out:
+                out = [np.zeros((config.n_members, len(eval_patient), n_actions)) for _ in models]
+            for q, model in zip(out, models, strict=True):
+                q[:, rows] = model.member_q_values(eval_features[rows])
+    return out

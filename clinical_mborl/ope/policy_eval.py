@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +42,11 @@ from clinical_mborl.core.policy import Policy
 from clinical_mborl.dynamics import DynamicsEnsemble
 from clinical_mborl.ope.data import OPEData, soften
 from clinical_mborl.ope.evaluate import evaluate_arrays
-from clinical_mborl.ope.fqe import FittedQ, FQEData, cross_fit_q
+from clinical_mborl.ope.fqe import FittedQ, FQEData, cross_fit_models, cross_fit_q
 from clinical_mborl.ope.history import HistoryAdjustment, fit_history_adjustment
 from clinical_mborl.ope.model_based import model_based_returns, softened_sampler
 from clinical_mborl.ope.results import OPEConfig, OPEReport
-from clinical_mborl.ope.sensitivity import Side, fit_sensitivity_fqe
+from clinical_mborl.ope.sensitivity import Side, fit_sensitivity_bounds
 
 Q_ESTIMATORS = ("dr", "wdr", "fqe")
 SUBGROUPS_FILE = "subgroups.json"
@@ -150,9 +151,10 @@ def build_ope_data(
                 q_sa, v_s = q_members[0], v_members[0]
             if config.sensitivity_lambdas and "fqe" in config.estimators:
                 p_fit = _behavior_proba(clin, clin_set, raw_c, fit, config)[np.arange(fit.size), raw.actions[fit]]
-                sensitivity = {(lam, side): gridded(_fitted_q(transitions, raw, norm_c, fit, rows, next_policy,
-                                                              config, (lam, side, p_fit)))
-                               for lam in config.sensitivity_lambdas for side in ("lower", "upper")}
+                keys: list[tuple[float, Side]] = [(lam, side) for lam in config.sensitivity_lambdas
+                                                  for side in ("lower", "upper")]
+                bound_q = _sensitivity_q(transitions, raw, norm_c, fit, rows, next_policy, config, keys, p_fit)
+                sensitivity = {(lam, str(side)): gridded(q) for (lam, side), q in zip(keys, bound_q, strict=True)}
     else:
         pb, pe = _densities(policy, clin, raw, raw_c, rows, is_clinician)
     model_returns = None
@@ -246,15 +248,13 @@ def _densities(policy: Policy, clin: ClinicianPolicy, raw: TransitionArrays, raw
     return np.exp(log_pb), np.exp(log_pe)
 
 
-def _fitted_q(transitions: TransitionSet, raw: TransitionArrays, norm_c: TransitionArrays, fit: np.ndarray,
-              rows: np.ndarray, next_policy: np.ndarray, config: OPEConfig,
-              bound: tuple[float, Side, np.ndarray] | None = None) -> np.ndarray:
-    """Cross-fitted Q [M, len(rows), A] of the softened policy (M = `config.fqe.n_members`).
+def _fqe_data(transitions: TransitionSet, raw: TransitionArrays, norm_c: TransitionArrays, fit: np.ndarray,
+              next_policy: np.ndarray, behavior_prob: np.ndarray | None = None
+              ) -> tuple[FQEData, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """The FQE rows of `fit` and the feature map (normalised state + one-hot step) for other rows.
 
     `norm_c` holds the normalised states the Q-model sees (the cohort state, or (s, h));
     `next_policy` is the softened policy's probabilities at the next state of each `fit` row.
-    With `bound` = (Lambda, side, pi_b of each fit row's action), the Q of that marginal-sensitivity
-    bound (`ope.sensitivity`) instead.
     """
     n_steps = transitions.manifest.n_steps
     eye = np.eye(n_steps, dtype=np.float32)
@@ -266,15 +266,31 @@ def _fitted_q(transitions: TransitionSet, raw: TransitionArrays, norm_c: Transit
         features=features(norm_c.states[fit], raw.step[fit]), actions=raw.actions[fit],
         rewards=raw.rewards[fit].astype(np.float64), end=raw.end[fit],
         next_features=features(norm_c.next_states[fit], raw.step[fit] + 1),
-        next_policy=next_policy, patient=raw.patient[fit], behavior_prob=None if bound is None else bound[2],
+        next_policy=next_policy, patient=raw.patient[fit], behavior_prob=behavior_prob,
     )
-    limits, gamma, n_actions = value_bounds(transitions, raw), transitions.manifest.gamma, transitions.n_actions
-    fit_model = None
-    if bound is not None:
-        lam, side = bound[0], bound[1]
+    return data, features
 
-        def fit_model(part: FQEData) -> FittedQ:
-            return fit_sensitivity_fqe(part, n_actions, gamma, n_steps, lam, side, config.fqe, limits)
 
+def _fitted_q(transitions: TransitionSet, raw: TransitionArrays, norm_c: TransitionArrays, fit: np.ndarray,
+              rows: np.ndarray, next_policy: np.ndarray, config: OPEConfig) -> np.ndarray:
+    """Cross-fitted Q [M, len(rows), A] of the softened policy (M = `config.fqe.n_members`)."""
+    data, features = _fqe_data(transitions, raw, norm_c, fit, next_policy)
     return cross_fit_q(data, features(norm_c.states[rows], raw.step[rows]), raw.patient[rows],
-                       n_actions, gamma, n_steps, config.fqe, limits, fit_model)
+                       transitions.n_actions, transitions.manifest.gamma, transitions.manifest.n_steps,
+                       config.fqe, value_bounds(transitions, raw))
+
+
+def _sensitivity_q(transitions: TransitionSet, raw: TransitionArrays, norm_c: TransitionArrays, fit: np.ndarray,
+                   rows: np.ndarray, next_policy: np.ndarray, config: OPEConfig,
+                   bounds: list[tuple[float, Side]], p_fit: np.ndarray) -> list[np.ndarray]:
+    """`_fitted_q` of each marginal-sensitivity bound (Lambda, side) (`ope.sensitivity`), all trained
+    in one network per fold; `p_fit`: pi_b of each fit row's action."""
+    data, features = _fqe_data(transitions, raw, norm_c, fit, next_policy, p_fit)
+    n_actions, gamma, n_steps = transitions.n_actions, transitions.manifest.gamma, transitions.manifest.n_steps
+    limits = value_bounds(transitions, raw)
+
+    def fit_models(part: FQEData) -> list[FittedQ]:
+        return fit_sensitivity_bounds(part, n_actions, gamma, n_steps, bounds, config.fqe, limits)
+
+    return cross_fit_models(data, features(norm_c.states[rows], raw.step[rows]), raw.patient[rows],
+                            n_actions, config.fqe, fit_models)

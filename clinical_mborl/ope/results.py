@@ -62,7 +62,7 @@ class OPEConfig(StrictModel):
     sensitivity_lambdas: tuple[float, ...] = Field(
         (), description="Marginal-sensitivity bounds of FQE (`ope.sensitivity`): for each Lambda > 1, the "
         "lower and upper FQE values if the clinicians' real odds of each action differ from "
-        "pi_b(a | s) by at most Lambda (unobserved confounding). Two extra Q-fits per Lambda; "
+        "pi_b(a | s) by at most Lambda (unobserved confounding). All bounds train in one extra Q-network per policy; "
         "needs a discrete action space and 'fqe' among the estimators.")
 
     @field_validator("sensitivity_lambdas")

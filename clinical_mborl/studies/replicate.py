@@ -139,7 +139,8 @@ def estimate_all(transitions: TransitionSet, config: StudyConfig, reference: Stu
 def nest_sensitivity(estimates: dict[str, Any], lambdas: tuple[float, ...]) -> None:
     """Make the sensitivity intervals nested: the interval at Lambda becomes the hull of FQE's (Lambda
     = 1) and of every bound fitted up to Lambda, as the set of confounders it allows contains theirs.
-    Separate Q-fits are noisy, so a raw bound can fall inside a smaller Lambda's interval.
+    The bounds are noisy fits (one Q-network's heads), so a raw bound can fall inside a
+    smaller Lambda's interval.
 
     >>> est = {"fqe": {"ci_low": 0.3, "ci_high": 0.5, "lower_bound": 0.32, "diff_ci_low": -0.2,
     ...                "diff_ci_high": 0.0, "diff_lower_bound": -0.18},

@@ -7,7 +7,7 @@ import pytest
 
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.ope.fqe import FQEConfig, FQEData, fit_fqe
-from clinical_mborl.ope.sensitivity import fit_sensitivity_fqe
+from clinical_mborl.ope.sensitivity import fit_sensitivity_bounds, fit_sensitivity_fqe
 
 BANDIT = FQEConfig(hidden_sizes=(), epochs_per_iteration=300, batch_size=1000, learning_rate=0.03,
                    n_members=1, n_iterations=1)
@@ -37,6 +37,39 @@ def test_one_step_bounds_match_the_closed_form():
     # Lambda = 1 (no confounding) is plain FQE
     for side in ("lower", "upper"):
         assert fit_sensitivity_fqe(data, 1, 0.99, 1, 1.0, side, BANDIT).q_values(x)[0, 0] == pytest.approx(0.2, abs=0.02)
+
+
+def _sharp_bound(y: np.ndarray, p: float, lam: float, side: str) -> float:
+    """min (or max) of mean(w y) over weights in [a_lo, a_hi] averaging 1: a_hi on the worst (best)
+    tau share of the outcomes, a_lo on the rest (the boundary outcome split)."""
+    a_lo, a_hi = p + (1 - p) / lam, p + (1 - p) * lam
+    ys = np.sort(y) if side == "lower" else -np.sort(-y)
+    cut = (1 - a_lo) / (a_hi - a_lo) * len(ys)
+    w = np.full(len(ys), a_lo)
+    w[: int(cut)] = a_hi
+    if int(cut) < len(ys):
+        w[int(cut)] = a_hi * (cut - int(cut)) + a_lo * (1 - cut + int(cut))
+    return float((w * ys).mean())
+
+
+def test_bounds_trained_together_in_one_hidden_network_each_match_their_closed_form():
+    # two states with different pi_b (0.5, 0.8) and survival (0.6, 0.3); four bounds share the
+    # hidden layer and the batches, and each must still land on its own sharp value at each state
+    n = 1000
+    x = np.repeat(np.eye(2, dtype=np.float32), n, axis=0)
+    y = np.r_[np.where(np.arange(n) < 600, 1.0, -1.0), np.where(np.arange(n) < 300, 1.0, -1.0)]
+    p = np.r_[np.full(n, 0.5), np.full(n, 0.8)]
+    data = FQEData(features=x, actions=np.zeros(2 * n, np.int64), rewards=y, end=np.ones(2 * n, bool),
+                   next_features=x, next_policy=np.ones((2 * n, 1)), patient=np.arange(2 * n), behavior_prob=p)
+    cfg = BANDIT.model_copy(update={"hidden_sizes": (16,), "batch_size": 2000, "epochs_per_iteration": 600})
+    bounds = [(2.0, "lower"), (2.0, "upper"), (1.5, "lower"), (1.5, "upper")]
+    models = fit_sensitivity_bounds(data, 1, 0.99, 1, bounds, cfg)
+    assert len(models) == len(bounds)
+    for (lam, side), model in zip(bounds, models, strict=True):
+        got = model.q_values(np.eye(2, dtype=np.float32))[:, 0]
+        want = [_sharp_bound(y[:n], 0.5, lam, side), _sharp_bound(y[n:], 0.8, lam, side)]
+        assert got == pytest.approx(want, abs=0.03), (lam, side)
+    assert _sharp_bound(y[:n], 0.5, 2.0, "lower") == pytest.approx(-0.1)  # the closed form above
 
 
 def test_an_action_the_clinicians_always_give_is_not_widened():
@@ -77,3 +110,5 @@ def test_bad_inputs_are_refused():
         fit_sensitivity_fqe(FQEData(**{**data.__dict__, "behavior_prob": None}), 1, 0.99, 1, 2.0, "lower", BANDIT)
     with pytest.raises(InputError, match="behavior_prob"):
         fit_sensitivity_fqe(FQEData(**{**data.__dict__, "behavior_prob": np.zeros(20)}), 1, 0.99, 1, 2.0, "lower", BANDIT)
+    with pytest.raises(InputError, match="at least one"):
+        fit_sensitivity_bounds(data, 1, 0.99, 1, [], BANDIT)
