@@ -31,3 +31,13 @@ def print_json(obj: Any) -> None:
 
 def progress_enabled() -> bool:
     return not QUIET["value"]
+
+
+def parse_lambdas(text: str) -> tuple[float, ...]:
+    """`--sensitivity` '1.1,1.25' -> (1.1, 1.25); '' -> () (the range check is OPEConfig's)."""
+    from clinical_mborl.core.errors import InputError
+
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"--sensitivity: expected comma-separated numbers, got '{text}'") from None

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from clinical_mborl.cli.common import QUIET, print_json, run_library_call
+from clinical_mborl.cli.common import QUIET, parse_lambdas, print_json, run_library_call
 
 
 def _names(text: str, option: str) -> tuple[str, ...]:
@@ -22,16 +22,6 @@ def _names(text: str, option: str) -> tuple[str, ...]:
 
         raise InputError(f"{option}: expected comma-separated names, got '{text}'")
     return names
-
-
-def _lambdas(text: str) -> tuple[float, ...]:
-    """'1.1,1.25' -> (1.1, 1.25); '' -> () (the range check is OPEConfig's)."""
-    from clinical_mborl.core.errors import InputError
-
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise InputError(f"--sensitivity: expected comma-separated numbers, got '{text}'") from None
 
 
 def _run(policy: str, cohort: Path, behavior: Path, dynamics: Path | None, out: Path,
@@ -117,7 +107,7 @@ def evaluate(
             "eval_splits": _names(split, "--split"), "estimators": _names(estimators, "--estimators"),
             "n_resamples": resamples, "level": level, "method": method, "soften_epsilon": soften,
             "clip": clip, "model_rollouts": rollouts, "seed": seed, "fqe": {"seed": seed},
-            "adjust_for_history": adjust_history, "sensitivity_lambdas": _lambdas(sensitivity),
+            "adjust_for_history": adjust_history, "sensitivity_lambdas": parse_lambdas(sensitivity),
         }
         return _run(policy, cohort, behavior, dynamics, out, options)
 

@@ -17,7 +17,13 @@ from typing import Any
 
 import typer
 
-from clinical_mborl.cli.common import QUIET, print_json, progress_enabled, run_library_call
+from clinical_mborl.cli.common import (
+    QUIET,
+    parse_lambdas,
+    print_json,
+    progress_enabled,
+    run_library_call,
+)
 
 
 def _names(text: str, option: str) -> tuple[str, ...]:
@@ -91,6 +97,10 @@ def score(
     clip: float | None = typer.Option(None, "--clip", help="Cap on cumulative importance ratios."),
     rollouts: int = typer.Option(10, "--rollouts", help="Model rollouts per evaluation stay."),
     seed: int = typer.Option(0, "--seed", help="Seed of resamples, HCOPE split, FQE and rollouts."),
+    sensitivity: str = typer.Option(
+        "", "--sensitivity", help="Comma-separated Lambdas > 1 (e.g. 1.1,1.25): adds fqe_msm<Lambda> columns, "
+        "FQE's interval and paired lower bound if the clinicians' real odds of each action differ from the "
+        "clinician model's by at most Lambda (unobserved confounding). Not gate evidence."),
     gate_config: Path | None = typer.Option(None, "--gate-config", help="Pre-registered gate (YAML/JSON), used "
                                             "verbatim; default: the screening gate (no subgroup/explanation checks)."),
     audit_log: Path | None = typer.Option(None, "--audit-log", help="Audit log (default OUT/audit_log.jsonl)."),
@@ -108,6 +118,7 @@ def score(
             "eval_splits": _names(split, "--split"), "estimators": _names(estimators, "--estimators"),
             "n_resamples": resamples, "method": method, "soften_epsilon": soften, "clip": clip,
             "model_rollouts": rollouts, "seed": seed, "fqe": {"seed": seed},
+            "sensitivity_lambdas": parse_lambdas(sensitivity),
         }
         return _run(policy, cohort, behavior, dynamics, out, _config(options, gate_config, jobs), audit_log)
 

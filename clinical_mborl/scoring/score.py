@@ -46,6 +46,11 @@ from clinical_mborl.core.errors import ClinicalMBORLError
 from clinical_mborl.core.io import atomic_write_text, sha256_bytes
 from clinical_mborl.dynamics import DynamicsEnsemble
 from clinical_mborl.ope import OPEReport, evaluate_policy
+from clinical_mborl.ope.sensitivity_entries import (
+    nest_sensitivity,
+    sensitivity_entry,
+    sensitivity_name,
+)
 from clinical_mborl.policies import load_policy
 from clinical_mborl.report.audit_log import append_entry
 from clinical_mborl.report.collect import evidence_from_ope
@@ -95,6 +100,21 @@ def _estimator_scores(report: OPEReport, estimators: Sequence[str]) -> list[Esti
     return out
 
 
+def _sensitivity_scores(report: OPEReport, fqe: EstimatorScore | None, reference: bool) -> list[EstimatorScore]:
+    """FQE's sensitivity intervals, nested in Lambda around FQE's own (`ope.sensitivity_entries`);
+    no paired difference on the reference row, whose difference with itself is 0 by definition."""
+    lambdas = tuple(sorted(b.lam for b in report.sensitivity))
+    if not lambdas or fqe is None:
+        return []
+    entries: dict[str, dict[str, Any]] = {"fqe": fqe.model_dump()}
+    entries.update({sensitivity_name(b.lam): sensitivity_entry(b) for b in report.sensitivity})
+    nest_sensitivity(entries, lambdas)
+    fields = ("value", "ci_low", "ci_high") + (() if reference else ("diff", "diff_ci_low", "diff_ci_high",
+                                                                    "diff_lower_bound"))
+    return [EstimatorScore(estimator=sensitivity_name(lam),
+                           **{f: entries[sensitivity_name(lam)].get(f) for f in fields}) for lam in lambdas]
+
+
 def _overlap_numbers(report: OPEReport) -> tuple[float | None, float | None]:
     """(Kish ESS, out-of-support share) from the first importance-weighted estimator."""
     weighted = next((e for e in report.estimates if e.ess is not None), None)
@@ -138,12 +158,14 @@ def score_candidate(candidate: Candidate, transitions: TransitionSet, behavior: 
     except Exception as exc:  # noqa: BLE001 - a failing candidate must not sink the batch
         return _error_row(candidate, exc)
     ess, outside = _overlap_numbers(report)
+    scores = _estimator_scores(gated, ope.estimators)
+    fqe = next((e for e in scores if e.estimator == "fqe" and e.skipped is None), None)
     notes = [REFERENCE_NOTE] if reference else []
     notes += [f"{name} skipped: {why}" for name, why in sorted(report.skipped.items())]
     notes += [n for n in (agree.note, halt.note) if n]
     row = ScoreRow(
         candidate=candidate.label, kind=candidate.kind, status=decision.status,
-        clinician_value=report.clinician.value, estimates=_estimator_scores(gated, ope.estimators),
+        clinician_value=report.clinician.value, estimates=scores + _sensitivity_scores(report, fqe, reference),
         ess=ess, agreement=agree.agreement, mean_prob_logged=agree.mean_probability_logged,
         out_of_support_rate=outside, halt_rate=halt.rate, reasons=gate_reasons(decision), notes=notes,
     )

@@ -12,7 +12,9 @@ Rows with status "error" come last, unranked, in the order given.
 
 CSV columns (`score_columns(estimators)`): rank, candidate, kind, status, clinician_value; for
 each estimator E: E_value, E_ci_low, E_ci_high, E_diff, E_diff_ci_low, E_diff_ci_high,
-E_diff_lower_bound; then ess, agreement, mean_prob_logged, out_of_support_rate, halt_rate,
+E_diff_lower_bound (with `--sensitivity`, also for `fqe_msm<Lambda>`: FQE's interval if the
+clinicians' odds may differ from pi_b by up to Lambda, nested in Lambda; its value is the midpoint
+of the two bounds); then ess, agreement, mean_prob_logged, out_of_support_rate, halt_rate,
 reasons, notes. Undefined numbers are empty cells; reasons and notes are joined with " | ".
 
 >>> score_columns(("wis",))[:6]
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from clinical_mborl.core.models import StrictModel
+from clinical_mborl.ope.sensitivity_entries import sensitivity_name
 from clinical_mborl.scoring.candidates import CandidateKind
 from clinical_mborl.scoring.config import ScoringConfig
 
@@ -74,6 +77,11 @@ class ScoreRow(StrictModel):
         return next((e for e in self.estimates if e.estimator == name), None)
 
 
+def sensitivity_names(config: ScoringConfig) -> tuple[str, ...]:
+    """`fqe_msm<Lambda>` for each of `config.ope.sensitivity_lambdas`, in increasing order."""
+    return tuple(sensitivity_name(lam) for lam in sorted(config.ope.sensitivity_lambdas))
+
+
 def score_columns(estimators: Sequence[str]) -> list[str]:
     """The CSV header for a table over `estimators` (see the module docstring)."""
     per = [f"{e}_{f}" for e in estimators for f in ESTIMATE_FIELDS]
@@ -118,7 +126,8 @@ class ScoreTable(StrictModel):
 
     @property
     def estimators(self) -> tuple[str, ...]:
-        return self.config.ope.estimators
+        """The OPE estimators, then FQE's sensitivity interval at each Lambda asked for."""
+        return self.config.ope.estimators + sensitivity_names(self.config)
 
     @property
     def primary_estimator(self) -> str:

@@ -67,6 +67,8 @@ def test_no_candidate_scored_exits_2_and_still_writes_the_table(folders: dict[st
     (["--policy", "clinician", "--estimators", "wis"], "primary estimators"),
     (["--policy", "clinician", "--resamples", "0"], "n_resamples"),
     (["--policy", "clinician", "--gate-config", "/nonexistent/gate.yaml"], "gate config"),
+    (["--policy", "clinician", "--sensitivity", "1.2,x"], "--sensitivity: expected comma-separated numbers"),
+    (["--policy", "clinician", "--sensitivity", "0.9"], "sensitivity_lambdas"),
 ])
 def test_bad_options_exit_2_with_a_reason(folders: dict[str, Path], args: list[str], message: str) -> None:
     code, output = _score(folders, folders["root"] / "bad", *args)
@@ -77,3 +79,12 @@ def test_missing_cohort_exits_2(folders: dict[str, Path], tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["--quiet", "score", "--policy", "clinician", "--cohort", str(tmp_path),
                                       "--behavior", str(folders["behavior"]), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "transitions.parquet" in result.output
+
+
+def test_sensitivity_adds_nested_columns_to_the_table(folders: dict[str, Path]) -> None:
+    code, output = _score(folders, folders["root"] / "msm", "--policy", "no-treatment", "--sensitivity", "1.2")
+    assert code == 0, output
+    with Path(json.loads(output)["scores_csv"]).open() as f:
+        row = next(csv.DictReader(f))
+    assert float(row["fqe_msm1.2_ci_low"]) <= float(row["fqe_ci_low"]) <= float(row["fqe_ci_high"]) \
+        <= float(row["fqe_msm1.2_ci_high"])

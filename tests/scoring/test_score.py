@@ -165,3 +165,23 @@ def test_parallel_run_equals_serial_run(scored: tuple[ScoreTable, Path], toy: To
         assert (tmp_path / name).read_bytes() == (serial_out / name).read_bytes()
     for f in sorted((serial_out / "ope").glob("*/ope.json")):
         assert json.loads((tmp_path / "ope" / f.parent.name / "ope.json").read_text()) == json.loads(f.read_text())
+
+
+def test_sensitivity_columns_nest_around_fqe_and_skip_the_reference_difference(toy: Toy, tmp_path: Path) -> None:
+    ope = FAST_OPE.model_copy(update={"estimators": ("wis", "wdr", "fqe"), "sensitivity_lambdas": (1.5, 1.2)})
+    table = score_candidates(["no-treatment", "clinician"], toy.transitions, toy.behavior, None,
+                             ScoringConfig(ope=ope, jobs=1), tmp_path, progress=False)
+    assert table.estimators == ("wis", "wdr", "fqe", "fqe_msm1.2", "fqe_msm1.5")
+    header = _csv_rows(tmp_path / SCORES_CSV)[0].keys()
+    assert {"fqe_msm1.2_ci_low", "fqe_msm1.5_diff_lower_bound"} <= set(header)
+    row = _row(table, "no-treatment")
+    fqe, small, large = (row.estimate(n) for n in ("fqe", "fqe_msm1.2", "fqe_msm1.5"))
+    assert fqe and small and large
+    for inner, outer in ((fqe, small), (small, large)):  # nested in Lambda, FQE's interval innermost
+        assert outer.ci_low <= inner.ci_low <= inner.ci_high <= outer.ci_high
+        assert outer.diff_lower_bound <= inner.diff_lower_bound
+    report = OPEReport.model_validate_json((tmp_path / "ope" / "01_no-treatment" / "ope.json").read_text())
+    raw = next(b for b in report.sensitivity if b.lam == 1.2)
+    assert small.ci_low == min(fqe.ci_low, raw.lower.ci_low)  # the raw bound, hulled with FQE's
+    clinician = _row(table, "clinician").estimate("fqe_msm1.5")
+    assert clinician and clinician.ci_low is not None and clinician.diff is None and clinician.diff_lower_bound is None
