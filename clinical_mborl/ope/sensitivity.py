@@ -77,23 +77,28 @@ class SensitivityFQESystem(FQESystem):
     outputs [M, b, 2kA : 2kA + A] are its value head and the next A its quantile head eta. Each
     bound backs up its own values; the bounds share the hidden layers and the batches."""
 
+    lam: Tensor  # [K] each bound's Lambda
+    lower: Tensor  # [K] True for a lower bound
+
     def __init__(self, net: QNetwork, gamma: float, scale: float, config: FQEConfig,
                  value_bounds: tuple[float, float] | None, n_actions: int,
                  bounds: Sequence[tuple[float, Side]]) -> None:
         super().__init__(net, gamma, scale, config, value_bounds)
-        self.n_actions, self.msm_bounds = n_actions, list(bounds)
+        self.n_actions, self.n_bounds = n_actions, len(bounds)
+        # built once per fit, not per batch; buffers move with the module
+        self.register_buffer("lam", torch.tensor([lam for lam, _ in bounds], dtype=torch.float32), persistent=False)
+        self.register_buffer("lower", torch.tensor([side == "lower" for _, side in bounds]), persistent=False)
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x, a, r, end, x_next, pi_next, weight, p = batch
-        m, b, k, n_a = self.net.n_members, x.shape[0], len(self.msm_bounds), self.n_actions
+        m, b, k, n_a = self.net.n_members, x.shape[0], self.n_bounds, self.n_actions
         with torch.no_grad():
             q_next = self.target(x_next).view(m, b, k, 2, n_a)[..., 0, :]
         y = self.backup(r[:, None], end[:, None], q_next, pi_next[:, None, :])  # [M, b, K]
         picked = self.net(x).view(m, b, k, 2, n_a).gather(4, a.view(1, b, 1, 1, 1).expand(m, b, k, 2, 1))
         q, eta = picked[..., 0, 0], picked[..., 1, 0]  # [M, b, K]: the value and eta heads at a
-        lam = torch.tensor([lam for lam, _ in self.msm_bounds], dtype=x.dtype, device=x.device)
-        lower = torch.tensor([side == "lower" for _, side in self.msm_bounds], device=x.device)
-        a_lo, a_hi = msm_weight_range(p.clamp(MIN_BEHAVIOR_PROB, 1.0)[:, None], lam)  # [b, K]
+        lower = self.lower
+        a_lo, a_hi = msm_weight_range(p.clamp(MIN_BEHAVIOR_PROB, 1.0)[:, None], self.lam)  # [b, K]
         above, below = torch.where(lower, a_lo, a_hi), torch.where(lower, a_hi, a_lo)
         z = eta + above * F.relu(y - eta) - below * F.relu(eta - y)  # each bound's objective at eta
         eta_loss = torch.where(lower, -z, z)  # a lower bound maximises over eta, an upper one minimises
