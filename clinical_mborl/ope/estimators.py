@@ -65,9 +65,19 @@ class Estimator(ABC):
         """[P, K] statistics summed over each patient's stays."""
         return data.patient_sums(self.episode_stats(data))
 
+    def bounded_values(self, sums: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+        """`value_from_sums` projected onto the return range [G_min, G_max] (NaN stays NaN).
+
+        Every policy's true value lies in that range, so the projection never moves an estimate
+        away from the truth; DR and per-decision WIS at low ESS can otherwise land orders of
+        magnitude outside it. Intervals count the projected resamples (`intervals.Interval`).
+        """
+        return np.clip(self.value_from_sums(sums), bounds[0], bounds[1])
+
     def estimate(self, data: OPEData) -> float:
-        """The point estimate on the whole data set (NaN if no weight is left)."""
-        return float(self.value_from_sums(self.episode_stats(data).sum(axis=0)))
+        """The point estimate on the whole data set, projected onto `data.return_bounds` (NaN if
+        no weight is left)."""
+        return float(self.bounded_values(self.episode_stats(data).sum(axis=0), data.return_bounds))
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ def _entry(name: str, iv: Interval, data: OPEData, ess: float | None,
         ci_high=finite_or_none(iv.high), level=iv.level, method=iv.method,
         lower_bound=finite_or_none(iv.lower_bound), n_patients=data.n_patients, n_episodes=data.n_episodes,
         n_resamples=iv.n_resamples, ess=finite_or_none(ess),
-        diagnostics={**diagnostics, "n_undefined_resamples": iv.n_undefined},
+        diagnostics={**diagnostics, "n_undefined_resamples": iv.n_undefined}, **_checks(iv),
     )
 
 
@@ -156,5 +156,10 @@ def _difference(name: str, iv: Interval, data: OPEData) -> PairedDifference:
         estimator=name, value=finite_or_none(iv.value), ci_low=finite_or_none(iv.low),
         ci_high=finite_or_none(iv.high), level=iv.level, method=iv.method,
         lower_bound=finite_or_none(iv.lower_bound), n_patients=data.n_patients,
-        n_resamples=iv.n_resamples, n_undefined_resamples=iv.n_undefined,
+        n_resamples=iv.n_resamples, n_undefined_resamples=iv.n_undefined, **_checks(iv),
     )
+
+
+def _checks(iv: Interval) -> dict[str, bool | int]:
+    return {"value_projected": iv.value_projected, "n_projected_resamples": iv.n_projected,
+            "interval_extended": iv.extended}

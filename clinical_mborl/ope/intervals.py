@@ -92,6 +92,12 @@ class Interval:
     `lower_bound` is the one-sided bound at confidence `level` (e.g. the 5% bootstrap
     quantile, BCa-adjusted, for level 0.95); `n_undefined` counts resamples whose estimate was
     undefined (no importance weight left) and were dropped.
+
+    Guarantees, whatever the estimator: every number lies in the return range (estimates are
+    projected onto it: `value_projected`, `n_projected` resamples), and
+    low <= lower_bound <= value <= high. When the bootstrap quantiles alone would break that order
+    (a bootstrap distribution shifted off its own estimate), the interval is widened to restore
+    it, never narrowed, and `extended` is True.
     """
 
     value: float
@@ -102,6 +108,9 @@ class Interval:
     method: Method
     n_resamples: int
     n_undefined: int
+    n_projected: int = 0
+    value_projected: bool = False
+    extended: bool = False
 
 
 def percentile_interval(boot: np.ndarray, level: float) -> tuple[float, float, float]:
@@ -147,27 +156,54 @@ def bca_interval(boot: np.ndarray, value: float, jack: np.ndarray, level: float)
     return float(lo), float(hi), float(lower)
 
 
-def summarise(value: float, boot: np.ndarray, jack: np.ndarray, level: float, method: Method) -> Interval:
-    """Turn replicates (and jackknife values for BCa) into an `Interval`."""
+def summarise(value: float, boot: np.ndarray, jack: np.ndarray, level: float, method: Method,
+              n_projected: int = 0, value_projected: bool = False) -> Interval:
+    """Turn replicates (and jackknife values for BCa) into an `Interval` ordered
+    low <= lower_bound <= value <= high (widened where the quantiles are not; see `Interval`)."""
     if method == "percentile":
         lo, hi, lower = percentile_interval(boot, level)
     elif method == "bca":
         lo, hi, lower = bca_interval(boot, value, jack, level)
     else:
         raise InputError(f"bootstrap method: expected 'percentile' or 'bca', got {method!r}.")
-    return Interval(float(value), lo, hi, lower, level, method, int(boot.size), int(np.sum(~np.isfinite(boot))))
+    extended = False
+    if all(np.isfinite(x) for x in (value, lo, hi, lower)):
+        ordered = (min(lo, lower, value), max(hi, value), min(lower, value))
+        extended = ordered != (lo, hi, lower)
+        lo, hi, lower = ordered
+    return Interval(float(value), float(lo), float(hi), float(lower), level, method, int(boot.size),
+                    int(np.sum(~np.isfinite(boot))), n_projected, value_projected, extended)
 
 
 @dataclass(frozen=True)
 class Replicates:
-    """An estimate on the full data, on each resample [B], and leaving out each patient [P]."""
+    """An estimate on the full data, on each resample [B], and leaving out each patient [P],
+    with how many resamples (and whether the estimate itself) were projected onto the return range."""
 
     value: float
     boot: np.ndarray
     jack: np.ndarray
+    n_projected: int = 0
+    value_projected: bool = False
+
+    @classmethod
+    def of(cls, estimator: Estimator, total: np.ndarray, boot: np.ndarray, jack: np.ndarray,
+           bounds: tuple[float, float]) -> Replicates:
+        """The estimator's replicates from column sums: total [K], boot [B, K], jack [P, K]."""
+        def outside(values: np.ndarray) -> np.ndarray:
+            return (values < bounds[0]) | (values > bounds[1])
+
+        raw_value, raw_boot = estimator.value_from_sums(total), estimator.value_from_sums(boot)
+        return cls(float(estimator.bounded_values(total, bounds)), estimator.bounded_values(boot, bounds),
+                   estimator.bounded_values(jack, bounds), int(outside(raw_boot).sum()), bool(outside(raw_value)))
+
+    def minus(self, other: Replicates) -> Replicates:
+        """Replicates of self - other (same resamples); projections counted on this side."""
+        return Replicates(self.value - other.value, self.boot - other.boot, self.jack - other.jack,
+                          self.n_projected, self.value_projected)
 
     def summarise(self, level: float = 0.95, method: Method = "bca") -> Interval:
-        return summarise(self.value, self.boot, self.jack, level, method)
+        return summarise(self.value, self.boot, self.jack, level, method, self.n_projected, self.value_projected)
 
 
 def member_bootstrap_sums(plan: ResamplePlan, n_members: int,
@@ -205,25 +241,20 @@ def replicates(estimator: Estimator, data: OPEData, plan: ResamplePlan) -> Repli
     """Bootstrap and jackknife replicates of one estimator (self-normalisation recomputed)."""
     stats = estimator.patient_stats(data)
     boot = pair_q_members(bootstrap_sums(plan, stats), data, plan, [(estimator, 0, stats.shape[1])])
-    return Replicates(
-        float(estimator.value_from_sums(stats.sum(axis=0))),
-        estimator.value_from_sums(boot),
-        estimator.value_from_sums(jackknife_sums(stats)),
-    )
+    return Replicates.of(estimator, stats.sum(axis=0), boot, jackknife_sums(stats), data.return_bounds)
 
 
 def paired_replicates(estimator: Estimator, reference: Estimator, data: OPEData, plan: ResamplePlan) -> Replicates:
     """Replicates of V_estimator - V_reference, both on the same resamples and jackknife sets."""
     s1, s2 = estimator.patient_stats(data), reference.patient_stats(data)
     k = s1.shape[1]
-
-    def diff(sums: np.ndarray) -> np.ndarray:
-        return estimator.value_from_sums(sums[..., :k]) - reference.value_from_sums(sums[..., k:])
-
     stats = np.concatenate([s1, s2], axis=1)
     boot = pair_q_members(bootstrap_sums(plan, stats), data, plan,
                           [(estimator, 0, k), (reference, k, stats.shape[1])])
-    return Replicates(float(diff(stats.sum(axis=0))), diff(boot), diff(jackknife_sums(stats)))
+    total, jack = stats.sum(axis=0), jackknife_sums(stats)
+    ours = Replicates.of(estimator, total[:k], boot[:, :k], jack[:, :k], data.return_bounds)
+    theirs = Replicates.of(reference, total[k:], boot[:, k:], jack[:, k:], data.return_bounds)
+    return ours.minus(theirs)
 
 
 def bootstrap_interval(
@@ -273,14 +304,13 @@ def bootstrap_all(
     pair_q_members(boot, data, plan, [(e, int(edges[j]), int(edges[j + 1])) for j, e in enumerate(everyone)])
 
     def rep(j: int) -> Replicates:
-        f, cols = everyone[j].value_from_sums, slice(edges[j], edges[j + 1])
-        return Replicates(float(f(total[cols])), f(boot[:, cols]), f(jack[:, cols]))
+        cols = slice(edges[j], edges[j + 1])
+        return Replicates.of(everyone[j], total[cols], boot[:, cols], jack[:, cols], data.return_bounds)
 
     ref = rep(0)
     intervals, differences = {}, {}
     for j, e in enumerate(estimators, start=1):
         r = rep(j)
         intervals[e.name] = r.summarise(level, method)
-        diff = Replicates(r.value - ref.value, r.boot - ref.boot, r.jack - ref.jack)
-        differences[e.name] = diff.summarise(level, method)
+        differences[e.name] = r.minus(ref).summarise(level, method)
     return ref.summarise(level, method), intervals, differences

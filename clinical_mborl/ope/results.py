@@ -90,7 +90,19 @@ class OPEConfig(StrictModel):
         return v
 
 
-class OPEEstimate(StrictModel):
+class IntervalChecks(StrictModel):
+    """What was done to keep an interval honest (`ope.intervals.Interval`): projection onto the
+    return range and widening to keep low <= lower_bound <= value <= high."""
+
+    value_projected: bool = Field(False, description="The point estimate lay outside the return range "
+                                  "(`return_bounds`; for a difference, the candidate's) and was projected onto it.")
+    n_projected_resamples: int = Field(0, ge=0, description="Bootstrap resamples whose estimate lay outside "
+                                       "the return range and was projected onto it.")
+    interval_extended: bool = Field(False, description="The bootstrap quantiles did not bracket the estimate; "
+                                    "the interval was widened (never narrowed) to do so.")
+
+
+class OPEEstimate(IntervalChecks):
     """One estimator's value with its patient-bootstrap interval (one `ope.json` entry).
 
     Undefined numbers (no importance weight left) are None.
@@ -110,7 +122,7 @@ class OPEEstimate(StrictModel):
     diagnostics: dict[str, float | int | str | None]
 
 
-class PairedDifference(StrictModel):
+class PairedDifference(IntervalChecks):
     """V(estimator) - V(reference), both computed on the same patient resamples."""
 
     estimator: str

@@ -214,9 +214,10 @@ def subgroup_differences(data: OPEData, labels: Mapping[str, np.ndarray], estima
         cut = slice(g * block, (g + 1) * block)
         jack = total[cut] - stats[members, cut]
         for j, est in enumerate(chosen, start=1):
-            value = float(_difference(everyone, edges, total[cut], j))
-            iv = summarise(value, _difference(everyone, edges, boot[:, cut], j),
-                           _difference(everyone, edges, jack, j), config.level, config.method)
+            def diff(sums: np.ndarray, j: int = j) -> np.ndarray:
+                return _difference(everyone, edges, sums, j, data.return_bounds)
+
+            iv = summarise(float(diff(total[cut])), diff(boot[:, cut]), diff(jack), config.level, config.method)
             out.append(SubgroupDifference(
                 attribute=attr, level=level, n_patients=int(members.size), estimator=est.name,
                 difference=iv.value, ci_low=iv.low, ci_high=iv.high, lower_bound=iv.lower_bound,
@@ -244,10 +245,12 @@ def _pair_q_members(boot: np.ndarray, data: OPEData, everyone: Sequence[Estimato
     boot[:, cols] = member_bootstrap_sums(plan, data.n_q_members, member_stats)
 
 
-def _difference(everyone: Sequence[Estimator], edges: np.ndarray, sums: np.ndarray, j: int) -> np.ndarray:
-    """Estimator j minus the reference (index 0), each read from its column block of `sums`."""
+def _difference(everyone: Sequence[Estimator], edges: np.ndarray, sums: np.ndarray, j: int,
+                bounds: tuple[float, float]) -> np.ndarray:
+    """Estimator j minus the reference (index 0), each read from its column block of `sums` and
+    projected onto the return range."""
     def value(k: int) -> np.ndarray:
-        return everyone[k].value_from_sums(sums[..., edges[k]:edges[k + 1]])
+        return everyone[k].bounded_values(sums[..., edges[k]:edges[k + 1]], bounds)
 
     return value(j) - value(0)
 

@@ -18,7 +18,7 @@ from clinical_mborl.cohort.manifest import ActionSpaceInfo
 from clinical_mborl.cohort.transitions import SPLITS, TransitionSet
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.explain.explanation import ExplanationSummary
-from clinical_mborl.ope.results import OPEReport
+from clinical_mborl.ope.results import IntervalChecks, OPEReport
 from clinical_mborl.report.gate import (
     ConfoundingEvidence,
     ExplanationEvidence,
@@ -136,13 +136,13 @@ def ope_inputs(report: OPEReport) -> list[OPEEstimate]:
         out.append(OPEEstimate(estimator=e.estimator, target=target, value=e.value,
                                ci_low=e.ci_low, ci_high=e.ci_high, level=e.level, method=e.method,
                                n_patients=e.n_patients, ess=e.ess, lower_bound=e.lower_bound, split=split,
-                               diagnostics=dict(e.diagnostics)))
+                               diagnostics={**e.diagnostics, **_interval_checks(e)}))
     for d in report.differences:
         out.append(OPEEstimate(estimator=d.estimator, target="paired_difference", value=d.value, ci_low=d.ci_low,
                                ci_high=d.ci_high, level=d.level, method=d.method, n_patients=d.n_patients,
                                lower_bound=d.lower_bound, split=split,
                                diagnostics={"reference": d.reference, "n_resamples": d.n_resamples,
-                                            "n_undefined_resamples": d.n_undefined_resamples}))
+                                            "n_undefined_resamples": d.n_undefined_resamples, **_interval_checks(d)}))
     for sb in report.sensitivity:  # FQE's confounding bounds: shown, never gate evidence
         for e, d in ((sb.lower, sb.lower_difference), (sb.upper, sb.upper_difference)):
             side = e.estimator.removeprefix("fqe_")
@@ -153,6 +153,18 @@ def ope_inputs(report: OPEReport) -> list[OPEEstimate]:
                 diagnostics={"what": f"FQE if the clinicians' odds of each action differ from the clinician "
                                      f"model's by at most {sb.lam:g} (unobserved confounding)",
                              "paired_difference": d.value, "paired_difference_lower_bound": d.lower_bound}))
+    return out
+
+
+def _interval_checks(e: IntervalChecks) -> dict[str, str | int]:
+    """What was done to keep an interval inside the return range and around its estimate (only
+    when something was)."""
+    out: dict[str, str | int] = {}
+    if e.value_projected or e.n_projected_resamples:
+        out["projected_onto_return_range"] = "estimate and resamples" if e.value_projected else "resamples"
+        out["n_projected_resamples"] = e.n_projected_resamples
+    if e.interval_extended:
+        out["interval_extended"] = "widened to contain the estimate"
     return out
 
 

@@ -65,6 +65,8 @@ class CoverageRow(StrictModel):
     sd: float | None
     difference_bias: float | None
     mean_ess: float | None
+    projected_share: float | None = Field(None, description="Share of the defined replicates whose estimate "
+                                          "lay outside the return range and was projected onto it.")
 
 
 class RankingRow(StrictModel):
@@ -142,7 +144,7 @@ def coverage_rows(results: Sequence[dict[str, Any]], truths: Mapping[str, tuple[
             dcov, _ = _share((dlo[dok] <= true_d) & (true_d <= dhi[dok]))
             dlbv, dlbv_ci = _share(dlb[dok] <= true_d)
             err = v[ok] - truth
-            ess = _field(entries, "ess")
+            ess, projected = _field(entries, "ess"), _field(entries, "projected")[ok]
             rows.append(CoverageRow(
                 estimator=est, candidate=cand, truth=truth, truth_mc_se=se, truth_difference=true_d,
                 n_replicates=len(entries), n_defined=int(ok.sum()), coverage=cov, coverage_ci=cov_ci,
@@ -152,6 +154,7 @@ def coverage_rows(results: Sequence[dict[str, Any]], truths: Mapping[str, tuple[
                 rmse=float(np.sqrt(np.mean(err**2))) if err.size else None,
                 sd=float(np.std(v[ok], ddof=1)) if ok.sum() > 1 else None,
                 difference_bias=_mean(d[dok] - true_d), mean_ess=_mean(ess[np.isfinite(ess)]),
+                projected_share=_mean(projected[np.isfinite(projected)]),
             ))
     return rows
 

@@ -93,14 +93,15 @@ def render_coverage(result: Any) -> str:
     lines += ["## Coverage of the nominal 95% intervals", "",
               "Coverage and lower-bound (LB) validity in % of the replicates where the estimate was defined "
               "(n), Wilson 95% interval in brackets; Δ = paired difference vs the clinician (what the gate "
-              "uses). Width, bias and RMSE in reward units (return in [-1, 1]).", ""]
+              "uses). Width, bias and RMSE in reward units (return in [-1, 1]). Projected: share of "
+              "replicates whose estimate lay outside the return range and was projected onto it.", ""]
     rows = [[r.estimator, r.candidate, str(r.n_defined), _pct(r.coverage) + _ci(r.coverage_ci),
              _pct(r.lower_bound_valid), _pct(r.difference_coverage),
              _pct(r.difference_lower_bound_valid) + _ci(r.difference_lower_bound_valid_ci),
-             _num(r.mean_width), _num(r.bias), _num(r.rmse), _num(r.mean_ess, 1)]
+             _num(r.mean_width), _num(r.bias), _num(r.rmse), _num(r.mean_ess, 1), _pct(r.projected_share)]
             for r in sorted(result.coverage, key=lambda r: (r.estimator, r.candidate))]
     lines += _table(["estimator", "candidate", "n", "coverage", "LB valid", "Δ coverage", "Δ LB valid",
-                     "width", "bias", "RMSE", "mean ESS"], rows)
+                     "width", "bias", "RMSE", "mean ESS", "projected"], rows)
     lines += ["## Ranking across candidates (Spearman vs truth, per replicate)", ""]
     lines += _table(["estimator", "replicates", "mean", "median", f"share ≥ {SPEARMAN_TARGET}"],
                     [[r.estimator, str(r.n_replicates), _num(r.spearman_mean), _num(r.spearman_median),

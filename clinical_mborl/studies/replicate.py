@@ -178,7 +178,7 @@ def report_record(report: OPEReport, include_on_policy: bool = False) -> dict[st
         name = ON_POLICY if e is report.clinician else e.estimator
         estimates[name] = {"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high,
                            "lower_bound": e.lower_bound, "ess": e.ess,
-                           "n_undefined": e.diagnostics.get("n_undefined_resamples")}
+                           "n_undefined": e.diagnostics.get("n_undefined_resamples"), "projected": e.value_projected}
     for d in report.differences:
         estimates[d.estimator].update(diff=d.value, diff_ci_low=d.ci_low, diff_ci_high=d.ci_high,
                                       diff_lower_bound=d.lower_bound, diff_n_undefined=d.n_undefined_resamples)

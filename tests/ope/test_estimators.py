@@ -144,8 +144,20 @@ def test_missing_inputs_are_refused_with_a_fix():
 
 def test_model_based_estimate_is_the_mean_rollout_return():
     data = OPEData.create(np.zeros((3, 1)), np.ones((3, 1), bool), np.array([0, 0, 1]), pb=np.ones((3, 1)),
-                          pe=np.ones((3, 1)), gamma=1.0, model_returns=np.array([1.0, 2.0, 6.0]))
+                          pe=np.ones((3, 1)), gamma=1.0, model_returns=np.array([1.0, 2.0, 6.0]),
+                          return_bounds=(0.0, 10.0))
     assert ModelBasedEstimate().estimate(data) == pytest.approx(3.0)
+
+
+def test_an_estimate_outside_the_return_range_is_projected_onto_it():
+    # rollouts of a wrong model can average 3 where no return exceeds 1: the truth is <= 1, so the
+    # projection onto [0, 1] is strictly closer to it
+    data = OPEData.create(np.zeros((3, 1)), np.ones((3, 1), bool), np.array([0, 0, 1]), pb=np.ones((3, 1)),
+                          pe=np.ones((3, 1)), gamma=1.0, model_returns=np.array([1.0, 2.0, 6.0]),
+                          return_bounds=(0.0, 1.0))
+    est = ModelBasedEstimate()
+    assert est.value_from_sums(est.episode_stats(data).sum(axis=0)) == pytest.approx(3.0)
+    assert est.estimate(data) == 1.0
 
 
 def test_zero_weight_everywhere_is_undefined_not_zero():

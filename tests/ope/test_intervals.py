@@ -22,7 +22,7 @@ from clinical_mborl.ope import (
     paired_difference,
     percentile_interval,
 )
-from clinical_mborl.ope.intervals import paired_replicates, replicates
+from clinical_mborl.ope.intervals import bca_interval, paired_replicates, replicates, summarise
 
 from .tabular import ope_data, random_mdp, random_policy, simulate, true_value
 
@@ -165,6 +165,81 @@ def test_intervals_are_ordered_and_wis_stays_in_the_return_range(data, method, l
     assert pd.low <= pd.high
     for x in (pd.value, pd.low, pd.high):
         assert lo_env - 1e-9 <= x <= hi_env + 1e-9
+
+
+@st.composite
+def model_data(draw: st.DrawFn) -> OPEData:
+    """Episodes with everything every estimator reads: Q-values (optionally refitted members) and
+    model rollout returns, drawn on scales up to 30x the return range, and importance ratios up to
+    100 per step, so DR, per-decision WIS and the model-based mean can all leave the range."""
+    n, t = draw(st.integers(3, 25)), draw(st.integers(1, 5))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    q_scale, m = draw(st.sampled_from([0.1, 1.0, 30.0])), draw(st.sampled_from([0, 3]))
+    lengths = rng.integers(1, t + 1, size=n)
+    shape = (n, t)
+    q = {"q_sa_members": rng.normal(scale=q_scale, size=(m, *shape)),
+         "v_s_members": rng.normal(scale=q_scale, size=(m, *shape))} if m else {
+        "q_sa": rng.normal(scale=q_scale, size=shape), "v_s": rng.normal(scale=q_scale, size=shape)}
+    return OPEData.create(
+        rewards=rng.choice([-1.0, 0.0, 0.5], size=shape), mask=np.arange(t)[None, :] < lengths[:, None],
+        patient=rng.integers(0, max(2, n // 2), size=n), pb=rng.uniform(0.01, 1.0, shape),
+        pe=rng.uniform(0.0, 1.0, shape), gamma=draw(st.sampled_from([0.9, 1.0])),
+        return_bounds=(-5.0, 2.5), model_returns=rng.normal(scale=q_scale, size=n), **q,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=model_data(), method=st.sampled_from(["percentile", "bca"]), level=st.sampled_from([0.8, 0.95]))
+def test_every_estimators_interval_is_ordered_contains_its_estimate_and_stays_in_the_return_range(
+        data, method, level):
+    if data.n_patients < 2:
+        return
+    g_min, g_max = data.return_bounds
+    names = ["wis", "pdwis", "dr", "wdr", "fqe", "model_based"]
+    plan = ResamplePlan(data.n_patients, 200, seed=0)
+    ref, ivs, diffs = bootstrap_all([make_estimator(n) for n in names], OnPolicyValue(), data, plan, level, method)
+    for name in names:
+        for iv, lo, hi in ((ivs[name], g_min, g_max), (diffs[name], g_min - g_max, g_max - g_min)):
+            if not np.isfinite(iv.value):  # no importance weight left: undefined, not a number
+                continue
+            assert lo <= iv.low <= iv.lower_bound <= iv.value <= iv.high <= hi, (name, iv)
+        raw = make_estimator(name).value_from_sums(make_estimator(name).patient_stats(data).sum(axis=0))
+        assert ivs[name].value_projected == bool(raw < g_min or raw > g_max)
+        assert 0 <= ivs[name].n_projected <= plan.n_resamples
+    assert ref.low <= ref.lower_bound <= ref.value <= ref.high
+
+
+@pytest.mark.parametrize("method", ["percentile", "bca"])
+def test_an_interval_that_misses_its_own_estimate_is_widened_never_narrowed(method):
+    # replicates all above the estimate (a bootstrap distribution shifted off it, as a biased
+    # member average or a dominant importance weight can produce)
+    boot = np.linspace(2.0, 3.0, 401)
+    plain = summarise(2.5, boot, np.linspace(2.4, 2.6, 30), 0.9, method)
+    assert not plain.extended and plain.low <= plain.lower_bound <= 2.5 <= plain.high
+    iv = summarise(1.0, boot, np.linspace(0.9, 1.1, 30), 0.9, method)
+    assert iv.extended
+    assert iv.low == iv.lower_bound == iv.value == 1.0
+    quantiles = (percentile_interval(boot, 0.9) if method == "percentile"
+                 else bca_interval(boot, 1.0, np.linspace(0.9, 1.1, 30), 0.9))
+    assert iv.high == quantiles[1] >= 2.0  # the upper end kept its quantile
+
+
+def test_projection_is_counted_and_never_moves_an_estimate_away_from_the_truth():
+    # DR with a Q-model 30x off the return scale and ratios up to 100: its raw estimate leaves
+    # [G_min, G_max]; the projected one is as close or closer to any value inside the range
+    rng = np.random.default_rng(4)
+    shape = (60, 5)
+    data = OPEData.create(rng.choice([-1.0, 0.0, 0.5], size=shape), np.ones(shape, bool), np.arange(60),
+                          pb=rng.uniform(0.01, 1.0, shape), pe=rng.uniform(0.0, 1.0, shape), gamma=1.0,
+                          return_bounds=(-5.0, 2.5), q_sa=rng.normal(scale=30.0, size=shape),
+                          v_s=rng.normal(scale=30.0, size=shape))
+    dr = make_estimator("dr")
+    raw = float(dr.value_from_sums(dr.patient_stats(data).sum(axis=0)))
+    iv = bootstrap_interval(dr, data, ResamplePlan(60, 500, seed=0))
+    assert not -5.0 <= raw <= 2.5 and iv.value_projected and iv.value in (-5.0, 2.5)
+    assert iv.n_projected > 0
+    for truth in np.linspace(-5.0, 2.5, 16):
+        assert abs(iv.value - truth) <= abs(raw - truth)
 
 
 @settings(max_examples=40, deadline=None)
