@@ -33,6 +33,16 @@ def progress_enabled() -> bool:
     return not QUIET["value"]
 
 
+def parse_names(text: str, option: str) -> tuple[str, ...]:
+    """`--split` 'train,test' -> ('train', 'test'); refuses an empty list, naming the option."""
+    from clinical_mborl.core.errors import InputError
+
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not names:
+        raise InputError(f"{option}: expected comma-separated names, got '{text}'.")
+    return names
+
+
 def parse_lambdas(text: str) -> tuple[float, ...]:
     """`--sensitivity` '1.1,1.25' -> (1.1, 1.25); '' -> () (the range check is OPEConfig's)."""
     from clinical_mborl.core.errors import InputError

@@ -12,16 +12,13 @@ from typing import Any
 
 import typer
 
-from clinical_mborl.cli.common import QUIET, parse_lambdas, print_json, run_library_call
-
-
-def _names(text: str, option: str) -> tuple[str, ...]:
-    names = tuple(v.strip() for v in text.split(",") if v.strip())
-    if not names:
-        from clinical_mborl.core.errors import InputError
-
-        raise InputError(f"{option}: expected comma-separated names, got '{text}'")
-    return names
+from clinical_mborl.cli.common import (
+    QUIET,
+    parse_lambdas,
+    parse_names,
+    print_json,
+    run_library_call,
+)
 
 
 def _run(policy: str, cohort: Path, behavior: Path, dynamics: Path | None, out: Path,
@@ -104,7 +101,7 @@ def evaluate(
 
     def call() -> dict[str, Any]:
         options = {
-            "eval_splits": _names(split, "--split"), "estimators": _names(estimators, "--estimators"),
+            "eval_splits": parse_names(split, "--split"), "estimators": parse_names(estimators, "--estimators"),
             "n_resamples": resamples, "level": level, "method": method, "soften_epsilon": soften,
             "clip": clip, "model_rollouts": rollouts, "seed": seed, "fqe": {"seed": seed},
             "adjust_for_history": adjust_history, "sensitivity_lambdas": parse_lambdas(sensitivity),

@@ -20,19 +20,11 @@ import typer
 from clinical_mborl.cli.common import (
     QUIET,
     parse_lambdas,
+    parse_names,
     print_json,
     progress_enabled,
     run_library_call,
 )
-
-
-def _names(text: str, option: str) -> tuple[str, ...]:
-    from clinical_mborl.core.errors import InputError
-
-    names = tuple(v.strip() for v in text.split(",") if v.strip())
-    if not names:
-        raise InputError(f"{option}: expected comma-separated names, got '{text}'.")
-    return names
 
 
 def _config(options: dict[str, Any], gate_config: Path | None, jobs: int | None) -> Any:
@@ -115,7 +107,7 @@ def score(
 
     def call() -> dict[str, Any]:
         options = {
-            "eval_splits": _names(split, "--split"), "estimators": _names(estimators, "--estimators"),
+            "eval_splits": parse_names(split, "--split"), "estimators": parse_names(estimators, "--estimators"),
             "n_resamples": resamples, "method": method, "soften_epsilon": soften, "clip": clip,
             "model_rollouts": rollouts, "seed": seed, "fqe": {"seed": seed},
             "sensitivity_lambdas": parse_lambdas(sensitivity),
