@@ -128,8 +128,8 @@ def percentile_interval(boot: np.ndarray, level: float) -> tuple[float, float, f
     return float(lo), float(hi), float(lower)
 
 
-def bca_interval(boot: np.ndarray, value: float, jack: np.ndarray, level: float) -> tuple[float, float, float]:
-    """Bias-corrected and accelerated interval (Efron, 1987): (low, high, one-sided lower).
+def bca_levels(boot: np.ndarray, value: float, jack: np.ndarray, level: float) -> np.ndarray | None:
+    """The BCa-adjusted tail probabilities of (low, high, one-sided lower); None if undefined.
 
     Bias correction z0 = Phi^-1(share of replicates below the estimate, ties counted half);
     acceleration a = sum(d^3) / (6 (sum d^2)^1.5), d = mean(jack) - jack, from the
@@ -139,7 +139,7 @@ def bca_interval(boot: np.ndarray, value: float, jack: np.ndarray, level: float)
     _check_level(level)
     finite = boot[np.isfinite(boot)]
     if finite.size == 0 or not np.isfinite(value):
-        return (np.nan, np.nan, np.nan)
+        return None
     b = finite.size
     share = (np.sum(finite < value) + 0.5 * np.sum(finite == value)) / b
     z0 = norm.ppf(np.clip(share, 0.5 / b, 1 - 0.5 / b))
@@ -151,21 +151,44 @@ def bca_interval(boot: np.ndarray, value: float, jack: np.ndarray, level: float)
     tails = np.array([alpha / 2, 1 - alpha / 2, alpha])
     z = norm.ppf(tails)
     denom = 1.0 - a * (z0 + z)
-    adjusted = np.where(denom > 0, norm.cdf(z0 + (z0 + z) / np.where(denom > 0, denom, 1.0)), tails)
-    lo, hi, lower = np.quantile(finite, adjusted)
+    return np.where(denom > 0, norm.cdf(z0 + (z0 + z) / np.where(denom > 0, denom, 1.0)), tails)
+
+
+def bca_interval(boot: np.ndarray, value: float, jack: np.ndarray, level: float) -> tuple[float, float, float]:
+    """Bias-corrected and accelerated interval (Efron, 1987): (low, high, one-sided lower), the
+    quantiles of `boot` at `bca_levels`."""
+    levels = bca_levels(boot, value, jack, level)
+    if levels is None:
+        return (np.nan, np.nan, np.nan)
+    lo, hi, lower = np.quantile(boot[np.isfinite(boot)], levels)
     return float(lo), float(hi), float(lower)
 
 
 def summarise(value: float, boot: np.ndarray, jack: np.ndarray, level: float, method: Method,
-              n_projected: int = 0, value_projected: bool = False) -> Interval:
+              n_projected: int = 0, value_projected: bool = False,
+              raw: tuple[float, np.ndarray, np.ndarray] | None = None,
+              bounds: tuple[float, float] | None = None) -> Interval:
     """Turn replicates (and jackknife values for BCa) into an `Interval` ordered
-    low <= lower_bound <= value <= high (widened where the quantiles are not; see `Interval`)."""
+    low <= lower_bound <= value <= high (widened where the quantiles are not; see `Interval`).
+
+    `raw`: the (value, boot, jack) before projection onto the return range, when anything moved.
+    BCa then takes its bias correction and acceleration from them, on the estimator's own scale.
+    With `bounds` (an estimate's interval) the interval is the unprojected one cut to the range, so
+    projecting costs no coverage: the truth is inside the range. Without (a paired difference of
+    projected estimates, `boot`), the quantiles are taken of `boot` at those levels.
+    """
+    raw_value, raw_boot, raw_jack = raw if raw is not None else (value, boot, jack)
+    source = raw_boot if bounds is not None else boot
     if method == "percentile":
-        lo, hi, lower = percentile_interval(boot, level)
+        lo, hi, lower = percentile_interval(source, level)
     elif method == "bca":
-        lo, hi, lower = bca_interval(boot, value, jack, level)
+        levels = bca_levels(raw_boot, raw_value, raw_jack, level)
+        finite = source[np.isfinite(source)]
+        lo, hi, lower = (np.nan,) * 3 if levels is None or finite.size == 0 else np.quantile(finite, levels)
     else:
         raise InputError(f"bootstrap method: expected 'percentile' or 'bca', got {method!r}.")
+    if bounds is not None:
+        lo, hi, lower = (float(np.clip(x, *bounds)) for x in (lo, hi, lower))
     extended = False
     if all(np.isfinite(x) for x in (value, lo, hi, lower)):
         ordered = (min(lo, lower, value), max(hi, value), min(lower, value))
@@ -178,32 +201,44 @@ def summarise(value: float, boot: np.ndarray, jack: np.ndarray, level: float, me
 @dataclass(frozen=True)
 class Replicates:
     """An estimate on the full data, on each resample [B], and leaving out each patient [P],
-    with how many resamples (and whether the estimate itself) were projected onto the return range."""
+    projected onto the return range, with how many resamples (and whether the estimate itself)
+    were moved, and the unprojected numbers (`raw`, for BCa's corrections; None: nothing moved)."""
 
     value: float
     boot: np.ndarray
     jack: np.ndarray
     n_projected: int = 0
     value_projected: bool = False
+    raw: tuple[float, np.ndarray, np.ndarray] | None = None
+    #: the return range an estimate was projected onto (None for a difference of two estimates).
+    bounds: tuple[float, float] | None = None
 
     @classmethod
     def of(cls, estimator: Estimator, total: np.ndarray, boot: np.ndarray, jack: np.ndarray,
            bounds: tuple[float, float]) -> Replicates:
         """The estimator's replicates from column sums: total [K], boot [B, K], jack [P, K]."""
-        def outside(values: np.ndarray) -> np.ndarray:
-            return (values < bounds[0]) | (values > bounds[1])
+        raw = (float(estimator.value_from_sums(total)), estimator.value_from_sums(boot),
+               estimator.value_from_sums(jack))
+        value, b, j = (np.clip(x, *bounds) for x in raw)
+        moved = [np.asarray((x < bounds[0]) | (x > bounds[1])) for x in raw]
+        anything = any(bool(m.any()) for m in moved)
+        return cls(float(value), b, j, int(moved[1].sum()), bool(moved[0]), raw if anything else None, bounds)
 
-        raw_value, raw_boot = estimator.value_from_sums(total), estimator.value_from_sums(boot)
-        return cls(float(estimator.bounded_values(total, bounds)), estimator.bounded_values(boot, bounds),
-                   estimator.bounded_values(jack, bounds), int(outside(raw_boot).sum()), bool(outside(raw_value)))
+    def _raw(self) -> tuple[float, np.ndarray, np.ndarray]:
+        return self.raw if self.raw is not None else (self.value, self.boot, self.jack)
 
     def minus(self, other: Replicates) -> Replicates:
         """Replicates of self - other (same resamples); projections counted on this side."""
+        raw = None
+        if self.raw is not None or other.raw is not None:
+            (v1, b1, j1), (v2, b2, j2) = self._raw(), other._raw()
+            raw = (v1 - v2, b1 - b2, j1 - j2)
         return Replicates(self.value - other.value, self.boot - other.boot, self.jack - other.jack,
-                          self.n_projected, self.value_projected)
+                          self.n_projected, self.value_projected, raw)
 
     def summarise(self, level: float = 0.95, method: Method = "bca") -> Interval:
-        return summarise(self.value, self.boot, self.jack, level, method, self.n_projected, self.value_projected)
+        return summarise(self.value, self.boot, self.jack, level, method, self.n_projected, self.value_projected,
+                         self.raw, self.bounds)
 
 
 def member_bootstrap_sums(plan: ResamplePlan, n_members: int,

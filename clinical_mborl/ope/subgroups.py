@@ -214,10 +214,13 @@ def subgroup_differences(data: OPEData, labels: Mapping[str, np.ndarray], estima
         cut = slice(g * block, (g + 1) * block)
         jack = total[cut] - stats[members, cut]
         for j, est in enumerate(chosen, start=1):
-            def diff(sums: np.ndarray, j: int = j) -> np.ndarray:
-                return _difference(everyone, edges, sums, j, data.return_bounds)
+            def diff(sums: np.ndarray, j: int = j, bounds: tuple[float, float] | None = data.return_bounds
+                     ) -> np.ndarray:
+                return _difference(everyone, edges, sums, j, bounds)
 
-            iv = summarise(float(diff(total[cut])), diff(boot[:, cut]), diff(jack), config.level, config.method)
+            raw = (float(diff(total[cut], bounds=None)), diff(boot[:, cut], bounds=None), diff(jack, bounds=None))
+            iv = summarise(float(diff(total[cut])), diff(boot[:, cut]), diff(jack), config.level, config.method,
+                           raw=raw)
             out.append(SubgroupDifference(
                 attribute=attr, level=level, n_patients=int(members.size), estimator=est.name,
                 difference=iv.value, ci_low=iv.low, ci_high=iv.high, lower_bound=iv.lower_bound,
@@ -246,11 +249,12 @@ def _pair_q_members(boot: np.ndarray, data: OPEData, everyone: Sequence[Estimato
 
 
 def _difference(everyone: Sequence[Estimator], edges: np.ndarray, sums: np.ndarray, j: int,
-                bounds: tuple[float, float]) -> np.ndarray:
+                bounds: tuple[float, float] | None) -> np.ndarray:
     """Estimator j minus the reference (index 0), each read from its column block of `sums` and
-    projected onto the return range."""
+    projected onto the return range `bounds` (None: as estimated, for BCa's corrections)."""
     def value(k: int) -> np.ndarray:
-        return everyone[k].bounded_values(sums[..., edges[k]:edges[k + 1]], bounds)
+        block = sums[..., edges[k]:edges[k + 1]]
+        return everyone[k].value_from_sums(block) if bounds is None else everyone[k].bounded_values(block, bounds)
 
     return value(j) - value(0)
 

@@ -22,7 +22,16 @@ from clinical_mborl.ope import (
     paired_difference,
     percentile_interval,
 )
-from clinical_mborl.ope.intervals import bca_interval, paired_replicates, replicates, summarise
+from clinical_mborl.ope.intervals import (
+    Replicates,
+    bca_interval,
+    bootstrap_sums,
+    jackknife_sums,
+    pair_q_members,
+    paired_replicates,
+    replicates,
+    summarise,
+)
 
 from .tabular import ope_data, random_mdp, random_policy, simulate, true_value
 
@@ -222,6 +231,25 @@ def test_an_interval_that_misses_its_own_estimate_is_widened_never_narrowed(meth
     quantiles = (percentile_interval(boot, 0.9) if method == "percentile"
                  else bca_interval(boot, 1.0, np.linspace(0.9, 1.1, 30), 0.9))
     assert iv.high == quantiles[1] >= 2.0  # the upper end kept its quantile
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=model_data(), method=st.sampled_from(["percentile", "bca"]))
+def test_projection_costs_no_coverage_the_interval_is_the_unprojected_one_cut_to_the_range(data, method):
+    if data.n_patients < 2:
+        return
+    plan = ResamplePlan(data.n_patients, 200, seed=0)
+    for name in ("pdwis", "dr", "wdr", "model_based"):
+        est = make_estimator(name)
+        stats = est.patient_stats(data)
+        boot = pair_q_members(bootstrap_sums(plan, stats), data, plan, [(est, 0, stats.shape[1])])
+        parts = (stats.sum(axis=0), boot, jackknife_sums(stats))
+        cut = Replicates.of(est, *parts, data.return_bounds).summarise(0.9, method)
+        free = Replicates.of(est, *parts, (-np.inf, np.inf)).summarise(0.9, method)
+        if cut.extended or free.extended or not np.isfinite(free.value):
+            continue
+        for a, b in ((cut.low, free.low), (cut.high, free.high), (cut.lower_bound, free.lower_bound)):
+            assert a == pytest.approx(float(np.clip(b, *data.return_bounds)), rel=1e-12, abs=1e-12), name
 
 
 def test_projection_is_counted_and_never_moves_an_estimate_away_from_the_truth():
