@@ -163,6 +163,8 @@ def score_candidate(candidate: Candidate, transitions: TransitionSet, behavior: 
     notes = [REFERENCE_NOTE] if reference else []
     notes += [f"{name} skipped: {why}" for name, why in sorted(report.skipped.items())]
     notes += [n for n in (agree.note, halt.note) if n]
+    notes += [f"{e.estimator}: estimate outside the return range {report.return_bounds}, projected onto it"
+              for e in report.estimates if e.value_projected]
     row = ScoreRow(
         candidate=candidate.label, kind=candidate.kind, status=decision.status,
         clinician_value=report.clinician.value, estimates=scores + _sensitivity_scores(report, fqe, reference),

@@ -103,6 +103,19 @@ def test_every_candidate_uses_the_same_resamples(scored: tuple[ScoreTable, Path]
     assert {r.settings.seed for r in reports} == {FAST_OPE.seed}
 
 
+def test_a_projected_estimate_is_named_in_its_rows_notes(scored: tuple[ScoreTable, Path]) -> None:
+    table, out = scored
+    projected = {}
+    for f in sorted((out / "ope").glob("*/ope.json")):
+        report = OPEReport.model_validate_json(f.read_text())
+        projected[f.parent.name.split("_", 1)[1]] = {e.estimator for e in report.estimates if e.value_projected}
+    for row in table.rows:
+        if row.status == "error":
+            continue
+        noted = {n.split(":")[0] for n in row.notes if "projected onto it" in n}
+        assert noted == projected[row.candidate], row.candidate
+
+
 def test_csv_has_the_documented_columns(scored: tuple[ScoreTable, Path]) -> None:
     table, out = scored
     rows = _csv_rows(out / SCORES_CSV)
