@@ -5,6 +5,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
+DEMO_JOBS ?= 2
 # Small networks train fastest single-threaded on a shared 2-core machine; override as you like.
 OMP_NUM_THREADS ?= 1
 export OMP_NUM_THREADS
@@ -23,7 +24,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/clinical-mborl demo --out $(DEMO_OUT)
+	$(BIN)/clinical-mborl demo --out $(DEMO_OUT) --jobs $(DEMO_JOBS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
