@@ -34,7 +34,7 @@ from clinical_mborl.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynami
 from clinical_mborl.explain.adapters import explain_learned_policy
 from clinical_mborl.explain.explanation import ExplainConfig, save_explanation
 from clinical_mborl.ope.policy_eval import evaluate_policy
-from clinical_mborl.ope.results import OPEConfig
+from clinical_mborl.ope.results import OPEConfig, OPEReport
 from clinical_mborl.policies import train_policy
 from clinical_mborl.policies.train import default_config
 from clinical_mborl.report.command import report_from_artifacts
@@ -119,13 +119,14 @@ def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress
     ope_cfg = OPEConfig(seed=config.seed, **config.ope)
     reports: dict[str, str] = {}
     gates: dict[str, str] = {}
+    evaluated: dict[str, OPEReport] = {}
     for algo in config.algorithms:
         cfg = default_config(algo, seed=config.seed, quiet=quiet, **config.policy)
         policy = _timed(t, f"train_{algo}", progress, train_policy, algo, ts, behavior, ensemble, cfg)
         policy.save(out / algo)
         # evaluate writes ope.json and subgroups.json (read by the report for the gate)
-        _timed(t, f"evaluate_{algo}", progress, evaluate_policy, policy, ts, behavior, ensemble, ope_cfg,
-               out_dir=out / f"ope_{algo}")
+        evaluated[str(out / algo)] = _timed(t, f"evaluate_{algo}", progress, evaluate_policy, policy, ts, behavior,
+                                            ensemble, ope_cfg, out_dir=out / f"ope_{algo}")
         explanation = _timed(t, f"explain_{algo}", progress, explain_learned_policy, policy, ts, "test",
                              ExplainConfig(seed=config.seed, **config.explain))
         save_explanation(explanation, out / f"explain_{algo}")
@@ -137,8 +138,9 @@ def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress
 
     candidates = [str(out / a) for a in config.algorithms] + list(config.baselines)
     score_cfg = ScoringConfig(ope=ope_cfg, jobs=config.jobs)
+    # the learned policies' OPE reports are reused (the same settings give the same numbers)
     _timed(t, "score", progress, score_candidates, candidates, ts, behavior, ensemble, score_cfg, out / "scores",
-           progress=progress)
+           progress=progress, reports=evaluated)
     result = PipelineResult(out=str(out), reports=reports, scores=str(out / "scores" / "scores.html"),
                             gate=gates, timings_s=t)
     atomic_write_json(out / "pipeline.json", {"config": config.model_dump(mode="json"),

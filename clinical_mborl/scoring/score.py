@@ -29,7 +29,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from clinical_mborl.behavior import ClinicianPolicy
 from clinical_mborl.cohort import TransitionSet
-from clinical_mborl.core.errors import ClinicalMBORLError
+from clinical_mborl.core.errors import ClinicalMBORLError, InputError
 from clinical_mborl.core.io import atomic_write_text, sha256_bytes
 from clinical_mborl.dynamics import DynamicsEnsemble
 from clinical_mborl.ope import OPEReport, evaluate_policy
@@ -141,15 +141,20 @@ def _error_row(c: Candidate, exc: BaseException) -> CandidateResult:
 
 
 def score_candidate(candidate: Candidate, transitions: TransitionSet, behavior: ClinicianPolicy,
-                    dynamics: DynamicsEnsemble | None, config: ScoringConfig) -> CandidateResult:
-    """Steps 1-4 of the module recipe for one candidate; never raises for a bad candidate."""
+                    dynamics: DynamicsEnsemble | None, config: ScoringConfig,
+                    report: OPEReport | None = None) -> CandidateResult:
+    """Steps 1-4 of the module recipe for one candidate; never raises for a bad candidate.
+
+    `report`: this candidate's `evaluate_policy` result with `config.ope`, already computed by the
+    caller (step 2 is then skipped; see `score_candidates`)."""
     try:
         policy = load_policy(candidate.spec, transitions, behavior)
     except Exception as exc:  # noqa: BLE001 - any load failure is this candidate's error row
         return _error_row(candidate, exc)
     try:
         ope = config.ope
-        report = evaluate_policy(policy, transitions, behavior, dynamics, ope)
+        if report is None:
+            report = evaluate_policy(policy, transitions, behavior, dynamics, ope)
         reference = policy is behavior
         gated = as_reference(report) if reference else report
         decision = evaluate_gate(evidence_from_ope(gated), config.gate)
@@ -186,8 +191,8 @@ def _init_worker(transitions: TransitionSet, behavior: ClinicianPolicy, dynamics
     _WORKER.update(transitions=transitions, behavior=behavior, dynamics=dynamics, config=config)
 
 
-def _score_in_worker(candidate: Candidate) -> CandidateResult:
-    return score_candidate(candidate, **_WORKER)
+def _score_in_worker(candidate: Candidate, report: OPEReport | None) -> CandidateResult:
+    return score_candidate(candidate, **_WORKER, report=report)
 
 
 @contextmanager
@@ -220,7 +225,8 @@ def _n_jobs(config: ScoringConfig, n: int) -> int:
 
 
 def _run_all(candidates: list[Candidate], transitions: TransitionSet, behavior: ClinicianPolicy,
-             dynamics: DynamicsEnsemble | None, config: ScoringConfig, progress: bool) -> list[CandidateResult]:
+             dynamics: DynamicsEnsemble | None, config: ScoringConfig, progress: bool,
+             reports: Mapping[str, OPEReport]) -> list[CandidateResult]:
     jobs = _n_jobs(config, len(candidates))
     bar = tqdm(total=len(candidates), desc="score", unit="candidate", disable=not progress, file=sys.stderr)
     results: list[CandidateResult | None] = [None] * len(candidates)
@@ -228,14 +234,14 @@ def _run_all(candidates: list[Candidate], transitions: TransitionSet, behavior: 
         if jobs == 1:
             with _one_torch_thread():
                 for c in candidates:
-                    results[c.index] = score_candidate(c, transitions, behavior, dynamics, config)
+                    results[c.index] = score_candidate(c, transitions, behavior, dynamics, config, reports.get(c.spec))
                     bar.update()
         else:
             ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch has started threads
             with _single_threaded_children(), ProcessPoolExecutor(
                     max_workers=jobs, mp_context=ctx, initializer=_init_worker,
                     initargs=(transitions, behavior, dynamics, config)) as pool:
-                futures = {pool.submit(_score_in_worker, c): c for c in candidates}
+                futures = {pool.submit(_score_in_worker, c, reports.get(c.spec)): c for c in candidates}
                 for fut in as_completed(futures):
                     results[futures[fut].index] = fut.result()
                     bar.update()
@@ -262,15 +268,28 @@ def score_candidates(
     progress: bool = True,
     *,
     audit_log: str | Path | None = None,
+    reports: Mapping[str, OPEReport] | None = None,
 ) -> ScoreTable:
     """Score every candidate (see the module docstring), write the outputs, return the ranked table.
 
     Candidates that cannot be loaded or evaluated get a row with status "error" and the reason;
     the table is written whatever happens to individual candidates.
+
+    `reports` maps a candidate (as given in `candidates`) to the `evaluate_policy` report the caller
+    has just computed for that same policy, transitions, behaviour and dynamics with `config.ope`
+    (the pipeline's evaluate step); it is reused instead of evaluating again (the same numbers: OPE is
+    deterministic given its settings). A report with other settings is refused.
     """
+    reports = dict(reports or {})
+    for spec, rep in reports.items():
+        if spec not in candidates:
+            raise InputError(f"score: a precomputed OPE report for {spec!r}, which is not among the candidates.")
+        if rep.settings != config.ope:
+            raise InputError(f"score: the precomputed OPE report for {spec!r} was made with other settings than "
+                             "the scoring config's `ope`; evaluate again or pass the same OPEConfig.")
     ids = [x for col in ("stay_id", "patient_key") for x in transitions.frame[col].unique().to_list()]
     labelled = candidate_labels(candidates, ids)
-    results = _run_all(labelled, transitions, behavior, dynamics, config, progress)
+    results = _run_all(labelled, transitions, behavior, dynamics, config, progress, reports)
     rows = rank_rows([r.row for r in results], config.primary_estimator)
     table = ScoreTable(rows=rows, config=config, cohort_manifest_hash=transitions.manifest_hash,
                        notes=_table_notes(config))

@@ -116,6 +116,30 @@ def test_a_projected_estimate_is_named_in_its_rows_notes(scored: tuple[ScoreTabl
         assert noted == projected[row.candidate], row.candidate
 
 
+def test_a_precomputed_report_is_reused_and_gives_the_same_row(scored: tuple[ScoreTable, Path], toy: Toy,
+                                                                 tmp_path: Path) -> None:
+    serial, out = scored
+    morel = OPEReport.model_validate_json((out / "ope" / "03_morel_run" / "ope.json").read_text())
+    specs = [str(toy.morel), "clinician"]
+    reused = score_candidates(specs, toy.transitions, toy.behavior, toy.dynamics, toy.config(jobs=1),
+                              tmp_path / "a", progress=False, reports={str(toy.morel): morel})
+    assert _row(reused, "morel_run").model_copy(update={"rank": None}) == \
+        _row(serial, "morel_run").model_copy(update={"rank": None})
+    # the report is what the row shows: not evaluated again
+    fqe = morel.estimate("fqe").model_copy(update={"value": 0.123})
+    marked = morel.model_copy(update={"estimates": [fqe if e.estimator == "fqe" else e for e in morel.estimates]})
+    table = score_candidates(specs, toy.transitions, toy.behavior, toy.dynamics, toy.config(jobs=1),
+                             tmp_path / "b", progress=False, reports={str(toy.morel): marked})
+    assert _row(table, "morel_run").estimate("fqe").value == 0.123  # type: ignore[union-attr]
+    other = morel.model_copy(update={"settings": morel.settings.model_copy(update={"seed": 99})})
+    with pytest.raises(InputError, match="other settings"):
+        score_candidates(specs, toy.transitions, toy.behavior, toy.dynamics, toy.config(jobs=1),
+                         tmp_path / "c", progress=False, reports={str(toy.morel): other})
+    with pytest.raises(InputError, match="not among the candidates"):
+        score_candidates(["clinician"], toy.transitions, toy.behavior, toy.dynamics, toy.config(jobs=1),
+                         tmp_path / "d", progress=False, reports={str(toy.morel): morel})
+
+
 def test_csv_has_the_documented_columns(scored: tuple[ScoreTable, Path]) -> None:
     table, out = scored
     rows = _csv_rows(out / SCORES_CSV)
