@@ -163,19 +163,20 @@ def suppress_value(n: int) -> Cell:
     return suppress_counts({"n": n})["n"]
 
 
-#: diagnostic keys whose ints are settings of the analysis, never counts of people or stays.
-SETTING_KEYS = frozenset({"q_members", "n_resamples"})
+#: diagnostic keys whose ints describe the analysis (settings, bootstrap resample counts), never
+#: counts of people or stays.
+ANALYSIS_KEYS = frozenset({"q_members", "n_resamples", "n_undefined_resamples", "n_projected_resamples"})
 
 
 def suppress_free_ints(obj: Any) -> Any:
     """Walk free-form JSON (metric or diagnostic dicts): every int (not bool) is treated as a count,
-    except the value of a key in `SETTING_KEYS` (e.g. the number of Q-model members)."""
+    except the value of a key in `ANALYSIS_KEYS` (e.g. the number of Q-model members)."""
     if isinstance(obj, bool) or obj is None:
         return obj
     if isinstance(obj, int | np.integer):
         return suppress_value(int(obj))
     if isinstance(obj, Mapping):
-        return {k: v if k in SETTING_KEYS and isinstance(v, int) and not isinstance(v, bool)
+        return {k: v if k in ANALYSIS_KEYS and isinstance(v, int) and not isinstance(v, bool)
                 else suppress_free_ints(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [suppress_free_ints(v) for v in obj]

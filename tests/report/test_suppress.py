@@ -126,9 +126,10 @@ def test_count_type_rejects_unsuppressed_cells(bad):
 
 def test_free_ints_and_percent():
     assert suppress_free_ints({"a": 3, "b": [12, 0.5, True], "c": {"d": 7}}) == {"a": "<11", "b": [12, 0.5, True], "c": {"d": "<11"}}
-    # settings are not counts: five Q-model members stay 5, a count under the same name elsewhere does not
-    assert suppress_free_ints({"q_members": 5, "c": {"n_patients": 5, "n_resamples": 7}}) == {
-        "q_members": 5, "c": {"n_patients": "<11", "n_resamples": 7}}
+    # the analysis' own numbers are not counts of people: five Q-model members stay 5, 7 projected
+    # resamples stay 7, while 5 patients next to them are suppressed
+    assert suppress_free_ints({"q_members": 5, "c": {"n_patients": 5, "n_projected_resamples": 7}}) == {
+        "q_members": 5, "c": {"n_patients": "<11", "n_projected_resamples": 7}}
     assert percent(20, 40) == 50.0
     assert percent(SUPPRESSED, 40) is None and percent(20, COMPLEMENT) is None and percent(0, 0) is None
 
