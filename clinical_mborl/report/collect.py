@@ -161,7 +161,9 @@ def _interval_checks(e: IntervalChecks) -> dict[str, str | int]:
     when something was)."""
     out: dict[str, str | int] = {}
     if e.value_projected or e.n_projected_resamples:
-        out["projected_onto_return_range"] = "estimate and resamples" if e.value_projected else "resamples"
+        out["projected_onto_return_range"] = " and ".join(
+            part for part, moved in (("estimate", e.value_projected), ("resamples", e.n_projected_resamples > 0))
+            if moved)
         out["n_projected_resamples"] = e.n_projected_resamples
     if e.interval_extended:
         out["interval_extended"] = "widened to contain the estimate"

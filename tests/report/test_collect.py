@@ -97,3 +97,23 @@ def test_sensitivity_bounds_are_shown_and_reach_the_gate_only_as_confounding_evi
     assert evidence_from_ope(rep).confounding == []
     paired = [e for e in rows if e.target == "paired_difference"]
     assert paired == [e for e in ope_inputs(rep) if e.target == "paired_difference"]
+
+
+def test_projected_and_widened_intervals_are_named_in_the_report_diagnostics():
+    from clinical_mborl.report.collect import ope_inputs
+
+    rep = ope_report()
+    wdr, diff = rep.estimate("wdr"), rep.difference("wdr")
+    flagged = rep.model_copy(update={
+        "estimates": [wdr.model_copy(update={"value_projected": True, "n_projected_resamples": 1938}),
+                      rep.estimate("fqe").model_copy(update={"n_projected_resamples": 66, "interval_extended": True})],
+        "differences": [diff.model_copy(update={"n_projected_resamples": 1938}), rep.difference("fqe")]})
+    rows = {(e.estimator, e.target): e.diagnostics for e in ope_inputs(flagged)}
+    assert rows[("wdr", "policy")]["projected_onto_return_range"] == "estimate and resamples"
+    assert rows[("wdr", "policy")]["n_projected_resamples"] == 1938
+    assert rows[("fqe", "policy")]["projected_onto_return_range"] == "resamples"
+    assert rows[("fqe", "policy")]["interval_extended"] == "widened to contain the estimate"
+    assert rows[("wdr", "paired_difference")]["n_projected_resamples"] == 1938
+    # nothing is said where nothing happened
+    plain = {(e.estimator, e.target): e.diagnostics for e in ope_inputs(rep)}
+    assert not any(k in d for d in plain.values() for k in ("projected_onto_return_range", "interval_extended"))
