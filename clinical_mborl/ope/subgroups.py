@@ -48,10 +48,10 @@ from clinical_mborl.ope.diagnostics import kish_ess
 from clinical_mborl.ope.estimators import Estimator, OnPolicyValue
 from clinical_mborl.ope.evaluate import available_estimators
 from clinical_mborl.ope.intervals import (
+    Replicates,
     ResamplePlan,
     bootstrap_sums,
     member_bootstrap_sums,
-    summarise,
 )
 from clinical_mborl.ope.results import OPEConfig
 
@@ -213,14 +213,14 @@ def subgroup_differences(data: OPEData, labels: Mapping[str, np.ndarray], estima
         members = np.unique(data.patient[in_g])
         cut = slice(g * block, (g + 1) * block)
         jack = total[cut] - stats[members, cut]
-        for j, est in enumerate(chosen, start=1):
-            def diff(sums: np.ndarray, j: int = j, bounds: tuple[float, float] | None = data.return_bounds
-                     ) -> np.ndarray:
-                return _difference(everyone, edges, sums, j, bounds)
+        def rep(k: int, t: np.ndarray = total[cut], b: np.ndarray = boot[:, cut], jk: np.ndarray = jack
+                ) -> Replicates:
+            cols = slice(edges[k], edges[k + 1])  # estimator k's columns within the group's block
+            return Replicates.of(everyone[k], t[cols], b[:, cols], jk[:, cols], data.return_bounds)
 
-            raw = (float(diff(total[cut], bounds=None)), diff(boot[:, cut], bounds=None), diff(jack, bounds=None))
-            iv = summarise(float(diff(total[cut])), diff(boot[:, cut]), diff(jack), config.level, config.method,
-                           raw=raw)
+        ref = rep(0)
+        for j, est in enumerate(chosen, start=1):
+            iv = rep(j).minus(ref).summarise(config.level, config.method)
             out.append(SubgroupDifference(
                 attribute=attr, level=level, n_patients=int(members.size), estimator=est.name,
                 difference=iv.value, ci_low=iv.low, ci_high=iv.high, lower_bound=iv.lower_bound,
@@ -246,17 +246,6 @@ def _pair_q_members(boot: np.ndarray, data: OPEData, everyone: Sequence[Estimato
                               axis=1)
 
     boot[:, cols] = member_bootstrap_sums(plan, data.n_q_members, member_stats)
-
-
-def _difference(everyone: Sequence[Estimator], edges: np.ndarray, sums: np.ndarray, j: int,
-                bounds: tuple[float, float] | None) -> np.ndarray:
-    """Estimator j minus the reference (index 0), each read from its column block of `sums` and
-    projected onto the return range `bounds` (None: as estimated, for BCa's corrections)."""
-    def value(k: int) -> np.ndarray:
-        block = sums[..., edges[k]:edges[k + 1]]
-        return everyone[k].value_from_sums(block) if bounds is None else everyone[k].bounded_values(block, bounds)
-
-    return value(j) - value(0)
 
 
 def evaluate_subgroups(data: OPEData, transitions: TransitionSet, estimators: Sequence[str], config: OPEConfig,
