@@ -18,24 +18,29 @@ corresponding CLI command would write, so a reader can re-run any step by hand:
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
+from tqdm import tqdm
 
 from clinical_mborl.behavior import BehaviorConfig, ClinicianPolicy, fit_behavior
 from clinical_mborl.cohort import TransitionSet, load_cohort_spec
 from clinical_mborl.cohort.build import build_cohort
 from clinical_mborl.core.io import atomic_write_json
 from clinical_mborl.core.models import StrictModel
+from clinical_mborl.core.parallel import one_torch_thread, worker_pool
 from clinical_mborl.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics
 from clinical_mborl.explain.adapters import explain_learned_policy
 from clinical_mborl.explain.explanation import ExplainConfig, save_explanation
 from clinical_mborl.ope.policy_eval import evaluate_policy
 from clinical_mborl.ope.results import OPEConfig, OPEReport
-from clinical_mborl.policies import train_policy
+from clinical_mborl.policies import load_policy, train_policy
 from clinical_mborl.policies.train import default_config
 from clinical_mborl.report.command import report_from_artifacts
 from clinical_mborl.scoring import ScoringConfig, score_candidates
@@ -59,7 +64,8 @@ class PipelineConfig(StrictModel):
     policy: dict[str, Any] = Field(default_factory=dict, description="Overrides for every learner config.")
     ope: dict[str, Any] = Field(default_factory=dict, description="OPEConfig overrides.")
     explain: dict[str, Any] = Field(default_factory=dict, description="ExplainConfig overrides.")
-    jobs: int = Field(1, ge=1, description="Worker processes for scoring.")
+    jobs: int = Field(1, ge=1, description="Worker processes: the learners' train-evaluate-explain-report "
+                      "branches and the baselines' evaluations run side by side (the same numbers as jobs=1).")
 
     @classmethod
     def demo(cls, **overrides: Any) -> PipelineConfig:
@@ -97,6 +103,7 @@ def _timed(timings: dict[str, float], name: str, announce: bool, fn: Callable[..
 
 def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress: bool = True) -> PipelineResult:
     """Run every stage in order on a freshly simulated cohort; return where the reports are."""
+    start = time.perf_counter()
     config = config or PipelineConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,33 +123,100 @@ def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress
     ensemble.save(out / "dynamics")
     ensemble = DynamicsEnsemble.load(out / "dynamics")
 
-    ope_cfg = OPEConfig(seed=config.seed, **config.ope)
+    # Each learner's train -> evaluate -> explain -> report, and each baseline's evaluation, reads
+    # only the artifacts saved above: with jobs > 1 they run side by side in worker processes.
+    tasks = [("learner", a) for a in config.algorithms] + [("baseline", b) for b in config.baselines]
+    outcomes = _timed(t, "learners_and_baselines", progress, _run_branches, tasks, out, config, progress)
     reports: dict[str, str] = {}
     gates: dict[str, str] = {}
     evaluated: dict[str, OPEReport] = {}
-    for algo in config.algorithms:
-        cfg = default_config(algo, seed=config.seed, quiet=quiet, **config.policy)
-        policy = _timed(t, f"train_{algo}", progress, train_policy, algo, ts, behavior, ensemble, cfg)
-        policy.save(out / algo)
-        # evaluate writes ope.json and subgroups.json (read by the report for the gate)
-        evaluated[str(out / algo)] = _timed(t, f"evaluate_{algo}", progress, evaluate_policy, policy, ts, behavior,
-                                            ensemble, ope_cfg, out_dir=out / f"ope_{algo}")
-        explanation = _timed(t, f"explain_{algo}", progress, explain_learned_policy, policy, ts, "test",
-                             ExplainConfig(seed=config.seed, **config.explain))
-        save_explanation(explanation, out / f"explain_{algo}")
-        paths = _timed(t, f"report_{algo}", progress, report_from_artifacts, str(out / algo), out / "cohort",
-                       out / "behavior", out / f"ope_{algo}", out / f"report_{algo}", dynamics=out / "dynamics",
-                       explanation=out / f"explain_{algo}")
-        reports[algo] = str(paths.html)
-        gates[algo] = json.loads(Path(paths.json).read_text())["gate"]["status"]
+    for (kind, name), outcome in zip(tasks, outcomes, strict=True):
+        t.update(outcome.timings)
+        if outcome.evaluation is not None:
+            evaluated[str(out / name) if kind == "learner" else name] = outcome.evaluation
+        if outcome.report_html is not None and outcome.gate is not None:
+            reports[name], gates[name] = outcome.report_html, outcome.gate
 
     candidates = [str(out / a) for a in config.algorithms] + list(config.baselines)
-    score_cfg = ScoringConfig(ope=ope_cfg, jobs=config.jobs)
-    # the learned policies' OPE reports are reused (the same settings give the same numbers)
+    score_cfg = ScoringConfig(ope=OPEConfig(seed=config.seed, **config.ope), jobs=config.jobs)
+    # every OPE report computed above is reused (the same settings give the same numbers)
     _timed(t, "score", progress, score_candidates, candidates, ts, behavior, ensemble, score_cfg, out / "scores",
            progress=progress, reports=evaluated)
+    t["total"] = round(time.perf_counter() - start, 2)
     result = PipelineResult(out=str(out), reports=reports, scores=str(out / "scores" / "scores.html"),
                             gate=gates, timings_s=t)
     atomic_write_json(out / "pipeline.json", {"config": config.model_dump(mode="json"),
                                               "result": result.model_dump(mode="json")})
     return result
+
+
+# ---------------------------------------------------------------------------- branches
+
+
+@dataclass(frozen=True)
+class BranchOutcome:
+    """What one branch gives back: its OPE report (None when a baseline failed: scoring then
+    evaluates it again and shows why), and for a learner its report's path and gate status."""
+
+    evaluation: OPEReport | None
+    timings: dict[str, float]
+    report_html: str | None = None
+    gate: str | None = None
+
+
+def _inputs(out: Path) -> tuple[TransitionSet, ClinicianPolicy, DynamicsEnsemble]:
+    return TransitionSet.load(out / "cohort"), ClinicianPolicy.load(out / "behavior"), DynamicsEnsemble.load(
+        out / "dynamics")
+
+
+def run_branch(task: tuple[str, str], out: Path, config: PipelineConfig, progress: bool,
+               announce: bool | None = None) -> BranchOutcome:
+    """One learner ("learner", algo): train -> evaluate (ope.json, subgroups.json) -> explain -> report;
+    or one baseline ("baseline", spec): its OPE report with the scoring settings. Reads the saved
+    cohort, clinician model and dynamics only, so it can run in any process. `progress`: progress
+    bars; `announce`: a line as each step starts (default: as `progress`)."""
+    kind, name = task
+    announce = progress if announce is None else announce
+    ts, behavior, ensemble = _inputs(out)
+    ope_cfg = OPEConfig(seed=config.seed, **config.ope)
+    t: dict[str, float] = {}
+    if kind == "baseline":
+        try:
+            policy = load_policy(name, ts, behavior)
+            report = _timed(t, f"evaluate_{name}", announce, evaluate_policy, policy, ts, behavior, ensemble, ope_cfg)
+        except Exception:  # noqa: BLE001 - scoring evaluates it again and turns the failure into its error row
+            return BranchOutcome(None, t)
+        return BranchOutcome(report, t)
+    cfg = default_config(name, seed=config.seed, quiet=not progress, **config.policy)
+    policy = _timed(t, f"train_{name}", announce, train_policy, name, ts, behavior, ensemble, cfg)
+    policy.save(out / name)
+    report = _timed(t, f"evaluate_{name}", announce, evaluate_policy, policy, ts, behavior, ensemble, ope_cfg,
+                    out_dir=out / f"ope_{name}")
+    explanation = _timed(t, f"explain_{name}", announce, explain_learned_policy, policy, ts, "test",
+                         ExplainConfig(seed=config.seed, **config.explain))
+    save_explanation(explanation, out / f"explain_{name}")
+    paths = _timed(t, f"report_{name}", announce, report_from_artifacts, str(out / name), out / "cohort",
+                   out / "behavior", out / f"ope_{name}", out / f"report_{name}", dynamics=out / "dynamics",
+                   explanation=out / f"explain_{name}")
+    gate = json.loads(Path(paths.json).read_text())["gate"]["status"]
+    return BranchOutcome(report, t, str(paths.html), gate)
+
+
+def _run_branches(tasks: list[tuple[str, str]], out: Path, config: PipelineConfig,
+                  progress: bool) -> list[BranchOutcome]:
+    """`run_branch` over the tasks, in task order; with `config.jobs` > 1 in that many workers
+    (single-threaded, as the serial path), so both give the same numbers."""
+    jobs = min(config.jobs, len(tasks))
+    if jobs <= 1:
+        with one_torch_thread():
+            return [run_branch(task, out, config, progress) for task in tasks]
+    results: list[BranchOutcome | None] = [None] * len(tasks)
+    # workers announce their steps; their progress bars would interleave, so one bar here counts branches
+    bar = tqdm(total=len(tasks), desc="branches", unit="branch", disable=not progress, file=sys.stderr)
+    with worker_pool(jobs) as pool:
+        futures = {pool.submit(run_branch, task, out, config, False, progress): i for i, task in enumerate(tasks)}
+        for fut in as_completed(futures):
+            results[futures[fut]] = fut.result()
+            bar.update()
+    bar.close()
+    return [r for r in results if r is not None]

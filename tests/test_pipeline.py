@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from clinical_mborl.cli import app
@@ -19,9 +20,14 @@ TINY = PipelineConfig(
 )
 
 
-def test_pipeline_writes_every_artifact_and_refuses_recommendations_without_a_pass(tmp_path):
-    result = run_pipeline(tmp_path / "run", TINY, progress=False)
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def serial_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("serial") / "run"
+    return run, run_pipeline(run, TINY, progress=False)
+
+
+def test_pipeline_writes_every_artifact_and_refuses_recommendations_without_a_pass(serial_run, tmp_path):
+    run, result = serial_run
     for name in ("ehr", "cohort", "behavior", "dynamics", "morel", "combo", "ope_morel", "explain_combo"):
         assert (run / name).is_dir(), name
     assert (run / "ope_morel" / "subgroups.json").is_file()
@@ -38,3 +44,25 @@ def test_pipeline_writes_every_artifact_and_refuses_recommendations_without_a_pa
                                        "--behavior", str(run / "behavior"), "--out", str(tmp_path / "reco")])
         assert res.exit_code == 2 and "refused" in res.output
         assert not (tmp_path / "reco" / "recommendations.csv").exists()
+
+
+def _science(run):
+    """Every number the run produced: scores, OPE reports, report.json without its timestamp."""
+    out = {"scores.csv": (run / "scores" / "scores.csv").read_text()}
+    for path in sorted(run.glob("**/ope.json")) + sorted(run.glob("**/subgroups.json")):
+        out[str(path.relative_to(run))] = path.read_text()
+    for algo in ("morel", "combo"):
+        report = json.loads((run / f"report_{algo}" / "report.json").read_text())
+        report.pop("generated_at")
+        out[f"report_{algo}"] = report
+    return out
+
+
+def test_parallel_branches_give_the_serial_numbers(serial_run, tmp_path):
+    run, result = serial_run
+    parallel = run_pipeline(tmp_path / "parallel", TINY.model_copy(update={"jobs": 2}), progress=False)
+    assert parallel.gate == result.gate
+    serial, side_by_side = _science(run), _science(tmp_path / "parallel")
+    assert len(serial) == 1 + 5 + 2 + 2 + 2  # scores; scores/ope/<NN>; ope_<algo>: ope.json, subgroups; reports
+    assert side_by_side == serial
+    assert set(parallel.timings_s) == set(result.timings_s)

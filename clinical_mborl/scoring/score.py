@@ -26,24 +26,22 @@ audit log (default `out_dir/audit_log.jsonl`).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Mapping, Sequence
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
 from clinical_mborl.behavior import ClinicianPolicy
 from clinical_mborl.cohort import TransitionSet
 from clinical_mborl.core.errors import ClinicalMBORLError, InputError
 from clinical_mborl.core.io import atomic_write_text, sha256_bytes
+from clinical_mborl.core.parallel import one_torch_thread, worker_pool
 from clinical_mborl.dynamics import DynamicsEnsemble
 from clinical_mborl.ope import OPEReport, evaluate_policy
 from clinical_mborl.ope.sensitivity_entries import (
@@ -182,42 +180,15 @@ def score_candidate(candidate: Candidate, transitions: TransitionSet, behavior: 
 # ---------------------------------------------------------------------------- parallel plumbing
 
 _WORKER: dict[str, Any] = {}
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def _init_worker(transitions: TransitionSet, behavior: ClinicianPolicy, dynamics: DynamicsEnsemble | None,
                  config: ScoringConfig) -> None:
-    torch.set_num_threads(1)
     _WORKER.update(transitions=transitions, behavior=behavior, dynamics=dynamics, config=config)
 
 
 def _score_in_worker(candidate: Candidate, report: OPEReport | None) -> CandidateResult:
     return score_candidate(candidate, **_WORKER, report=report)
-
-
-@contextmanager
-def _single_threaded_children() -> Iterator[None]:
-    """Spawned workers inherit these: one OpenMP/BLAS thread each from their first import."""
-    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-    os.environ.update({k: "1" for k in _THREAD_VARS})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _n_jobs(config: ScoringConfig, n: int) -> int:
@@ -227,20 +198,17 @@ def _n_jobs(config: ScoringConfig, n: int) -> int:
 def _run_all(candidates: list[Candidate], transitions: TransitionSet, behavior: ClinicianPolicy,
              dynamics: DynamicsEnsemble | None, config: ScoringConfig, progress: bool,
              reports: Mapping[str, OPEReport]) -> list[CandidateResult]:
-    jobs = _n_jobs(config, len(candidates))
+    jobs = _n_jobs(config, sum(c.spec not in reports for c in candidates))  # reused reports need no worker
     bar = tqdm(total=len(candidates), desc="score", unit="candidate", disable=not progress, file=sys.stderr)
     results: list[CandidateResult | None] = [None] * len(candidates)
     try:
         if jobs == 1:
-            with _one_torch_thread():
+            with one_torch_thread():
                 for c in candidates:
                     results[c.index] = score_candidate(c, transitions, behavior, dynamics, config, reports.get(c.spec))
                     bar.update()
         else:
-            ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch has started threads
-            with _single_threaded_children(), ProcessPoolExecutor(
-                    max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                    initargs=(transitions, behavior, dynamics, config)) as pool:
+            with worker_pool(jobs, _init_worker, (transitions, behavior, dynamics, config)) as pool:
                 futures = {pool.submit(_score_in_worker, c, reports.get(c.spec)): c for c in candidates}
                 for fut in as_completed(futures):
                     results[futures[fut].index] = fut.result()
