@@ -13,7 +13,8 @@ def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for every artifact of the run."),
     patients: int = typer.Option(3000, "--patients", help="Simulated ICU stays."),
     seed: int = typer.Option(0, "--seed", help="Seed of the whole run."),
-    jobs: int = typer.Option(1, "--jobs", help="Worker processes for scoring."),
+    jobs: int = typer.Option(1, "--jobs", help="Worker processes: the learners' branches and the baselines' "
+                             "evaluations side by side (the same numbers as 1)."),
 ) -> None:
     """Simulate -> cohort -> clinician model and dynamics -> MOReL and COMBO -> evaluate -> explain
     -> report -> score; ends with the path of the report."""

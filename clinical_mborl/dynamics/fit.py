@@ -10,10 +10,7 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import tempfile
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,35 +20,13 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from clinical_mborl.cohort import TransitionSet
 from clinical_mborl.core.errors import InputError
+from clinical_mborl.core.lightning_logs import lightning_output
 from clinical_mborl.core.seeding import seed_everything
 from clinical_mborl.dynamics.config import DynamicsConfig
 from clinical_mborl.dynamics.datamodule import TransitionDataModule
 from clinical_mborl.dynamics.ensemble import DynamicsEnsemble, RewardInfo
 from clinical_mborl.dynamics.metrics import evaluate_holdout
 from clinical_mborl.dynamics.system import DynamicsSystem, RelativeEarlyStopping
-
-LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning")
-NOISY_WARNINGS = (".*does not have many workers.*", ".*Checkpoint directory .* exists and is not empty.*",
-                  ".*GPU available but not used.*", ".*is smaller than the logging interval.*",
-                  ".*treespec, LeafSpec.*")
-
-
-@contextlib.contextmanager
-def _lightning_quiet(quiet: bool) -> Iterator[None]:
-    """Silence Lightning's info lines (when quiet) and its warnings irrelevant to this data."""
-    loggers = [logging.getLogger(n) for n in LIGHTNING_LOGGERS]
-    levels = [lg.level for lg in loggers]
-    if quiet:
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        for pattern in NOISY_WARNINGS:
-            warnings.filterwarnings("ignore", message=pattern)
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels, strict=True):
-                lg.setLevel(level)
 
 
 def holdout_member_losses(system: DynamicsSystem, dm: TransitionDataModule) -> torch.Tensor:
@@ -90,7 +65,7 @@ def fit_dynamics(
     torch.manual_seed(config.seed)
     system = DynamicsSystem(config, dm.in_dim, dm.state_dim, dm.scaling)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_lightning_quiet(quiet))
+        stack.enter_context(lightning_output(quiet))
         if checkpoint_dir is None:
             checkpoint_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="dynamics-ckpt-"))
         ckpt = ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best", monitor="holdout_loss",

@@ -40,10 +40,8 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -57,6 +55,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from clinical_mborl.core.errors import InputError
+from clinical_mborl.core.lightning_logs import lightning_output
 from clinical_mborl.core.models import StrictModel
 
 
@@ -219,22 +218,6 @@ class FQESystem(pl.LightningModule):
                                 weight_decay=self.config.weight_decay)
 
 
-@contextlib.contextmanager
-def quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's banner lines and warnings about small data for one fit."""
-    loggers = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-
-
 @dataclass(frozen=True)
 class FittedQ:
     """A trained Q-model; `q_values` returns [n, A] in reward units (the members' average),
@@ -323,7 +306,7 @@ def fit_q_model(data: FQEData, n_actions: int, n_outputs: int, horizon: int, con
 def train_system(system: FQESystem, data: FQEData, config: FQEConfig, horizon: int) -> None:
     """Run the FQE iterations of `system` on `data` (one Lightning fit, CPU, deterministic)."""
     n_iter = config.n_iterations or horizon + 1
-    with quiet_lightning():
+    with lightning_output(quiet=True, level=logging.ERROR, all_warnings=True):
         trainer = pl.Trainer(
             accelerator="cpu", devices=1, max_epochs=n_iter * config.epochs_per_iteration, logger=False,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

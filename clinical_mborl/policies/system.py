@@ -8,11 +8,7 @@ seeded generator. `ModelBasedSystem` adds the model buffer and a rollout round e
 
 from __future__ import annotations
 
-import logging
-import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from clinical_mborl.cohort import TransitionSet
 from clinical_mborl.core.errors import InputError
+from clinical_mborl.core.lightning_logs import lightning_output
 from clinical_mborl.core.seeding import seed_everything
 from clinical_mborl.policies.buffers import Batch, ReplayBuffer, concat, real_batch
 from clinical_mborl.policies.config import LearnerConfig, ModelBasedConfig
@@ -192,26 +189,9 @@ class ModelBasedSystem(PolicySystem):
         return model if real is None else concat([real, model])
 
 
-@contextmanager
-def _quiet_lightning(quiet: bool) -> Iterator[None]:
-    names = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")
-    levels = {n: logging.getLogger(n).level for n in names}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*treespec.*")  # Lightning vs torch pytree deprecation
-        if quiet:
-            for n in names:
-                logging.getLogger(n).setLevel(logging.WARNING)
-        try:
-            yield
-        finally:
-            for n, level in levels.items():
-                logging.getLogger(n).setLevel(level)
-
-
 def fit_system(system: PolicySystem) -> None:
     """Run the Lightning Trainer: one epoch of `n_updates` updates, deterministic, GPU when present."""
-    with _quiet_lightning(system.config.quiet):
+    with lightning_output(system.config.quiet):
         trainer = pl.Trainer(
             accelerator="auto", devices=1, deterministic=True, max_epochs=1, logger=False,
             enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
