@@ -29,7 +29,10 @@ from clinical_mborl.cohort.build import build_cohort
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.dynamics import DynamicsEnsemble, fit_dynamics
 from clinical_mborl.ope import OPEConfig, OPEReport, build_ope_data, evaluate_arrays
+from clinical_mborl.ope.data import OPEData
+from clinical_mborl.ope.estimators import FittedQEvaluation, OnPolicyValue
 from clinical_mborl.ope.history import fit_history_adjustment
+from clinical_mborl.ope.members import member_intervals
 from clinical_mborl.ope.results import finite_or_none
 from clinical_mborl.ope.sensitivity_entries import (
     nest_sensitivity,
@@ -119,6 +122,8 @@ def estimate_all(transitions: TransitionSet, config: StudyConfig, reference: Stu
         report = evaluate_arrays(data, ope, policy=name)
         n_patients = report.n_patients
         record = report_record(report, include_on_policy=name == "clinician")
+        if "fqe" in ope.estimators and "fqe" not in report.skipped and data.n_q_members >= 2:
+            record["estimates"][RUBIN] = member_record(data, ope.level)
         if name != "clinician":
             primaries = [e for e in config.gate.primary_estimators
                          if e in ope.estimators and e not in report.skipped]
@@ -168,6 +173,20 @@ def calibrate_sensitivity(candidates: dict[str, Any], lambdas: tuple[float, ...]
         if chosen[1] in record["estimates"]:
             record["estimates"]["fqe_msm_cal"] = {**record["estimates"][chosen[1]], "lambda": chosen[0]}
     return chosen[0]
+
+
+RUBIN = "fqe_rubin"
+
+
+def member_record(data: OPEData, level: float) -> dict[str, Any]:
+    """`fqe_rubin`: bootstrapped FQE's interval by Rubin's rules over its Q-members (`ope.members`)
+    instead of the patient bootstrap's percentiles: the same estimate, another interval."""
+    value, diff = member_intervals(FittedQEvaluation(), data, level, reference=OnPolicyValue())
+    assert diff is not None
+    return {"value": value.value, "ci_low": value.low, "ci_high": value.high, "lower_bound": value.lower_bound,
+            "ess": None, "n_undefined": 0, "projected": False, "dof": value.dof, "within": value.within,
+            "between": value.between, "diff": diff.value, "diff_ci_low": diff.low, "diff_ci_high": diff.high,
+            "diff_lower_bound": diff.lower_bound, "diff_n_undefined": 0}
 
 
 def report_record(report: OPEReport, include_on_policy: bool = False) -> dict[str, Any]:
