@@ -78,6 +78,9 @@ def evaluate(
     resamples: int = typer.Option(2000, "--resamples", help="Patient bootstrap resamples."),
     level: float = typer.Option(0.95, "--level", help="Interval level (one-sided bound at the same level)."),
     method: str = typer.Option("bca", "--method", help="bca or percentile."),
+    fqe_interval: str = typer.Option(
+        "bootstrap", "--fqe-interval", help="FQE's interval with refitted Q-members: bootstrap (patient "
+        "resamples paired with members) or rubin (Rubin's rules over the members: wider; docs/coverage.md)."),
     soften: float = typer.Option(0.01, "--soften", help="Mix this share of the clinician into the policy."),
     clip: float | None = typer.Option(None, "--clip", help="Cap on cumulative importance ratios."),
     rollouts: int = typer.Option(10, "--rollouts", help="Model rollouts per evaluation stay."),
@@ -102,8 +105,8 @@ def evaluate(
     def call() -> dict[str, Any]:
         options = {
             "eval_splits": parse_names(split, "--split"), "estimators": parse_names(estimators, "--estimators"),
-            "n_resamples": resamples, "level": level, "method": method, "soften_epsilon": soften,
-            "clip": clip, "model_rollouts": rollouts, "seed": seed, "fqe": {"seed": seed},
+            "n_resamples": resamples, "level": level, "method": method, "fqe_interval": fqe_interval,
+            "soften_epsilon": soften, "clip": clip, "model_rollouts": rollouts, "seed": seed, "fqe": {"seed": seed},
             "adjust_for_history": adjust_history, "sensitivity_lambdas": parse_lambdas(sensitivity),
         }
         return _run(policy, cohort, behavior, dynamics, out, options)

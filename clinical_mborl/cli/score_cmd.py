@@ -85,6 +85,9 @@ def score(
                                    help="Estimators to run, comma-separated (must include the gate's primary ones)."),
     resamples: int = typer.Option(2000, "--resamples", help="Patient bootstrap resamples (same for every candidate)."),
     method: str = typer.Option("bca", "--method", help="bca or percentile."),
+    fqe_interval: str = typer.Option(
+        "bootstrap", "--fqe-interval", help="FQE's interval with refitted Q-members: bootstrap (patient "
+        "resamples paired with members) or rubin (Rubin's rules over the members: wider; docs/coverage.md)."),
     soften: float = typer.Option(0.01, "--soften", help="Mix this share of the clinician into each candidate."),
     clip: float | None = typer.Option(None, "--clip", help="Cap on cumulative importance ratios."),
     rollouts: int = typer.Option(10, "--rollouts", help="Model rollouts per evaluation stay."),
@@ -108,7 +111,8 @@ def score(
     def call() -> dict[str, Any]:
         options = {
             "eval_splits": parse_names(split, "--split"), "estimators": parse_names(estimators, "--estimators"),
-            "n_resamples": resamples, "method": method, "soften_epsilon": soften, "clip": clip,
+            "n_resamples": resamples, "method": method, "fqe_interval": fqe_interval, "soften_epsilon": soften,
+            "clip": clip,
             "model_rollouts": rollouts, "seed": seed, "fqe": {"seed": seed},
             "sensitivity_lambdas": parse_lambdas(sensitivity),
         }

@@ -19,6 +19,7 @@ from clinical_mborl.ope.diagnostics import WeightDiagnostics, weight_diagnostics
 from clinical_mborl.ope.estimators import Estimator, OnPolicyValue, make_estimator
 from clinical_mborl.ope.hcope import high_confidence_lower_bound
 from clinical_mborl.ope.intervals import Interval, ResamplePlan, bootstrap_all
+from clinical_mborl.ope.members import rubin_fqe
 from clinical_mborl.ope.results import (
     HighConfidenceBound,
     OPEConfig,
@@ -72,6 +73,9 @@ def evaluate_arrays(data: OPEData, config: OPEConfig | None = None, policy: str 
     ref_iv, intervals, differences = bootstrap_all(
         estimators, OnPolicyValue(), data, plan, config.level, config.method
     )
+    rubin: dict[str, float | int | str | None] = {}
+    if config.fqe_interval == "rubin" and "fqe" in intervals and data.n_q_members >= 2:
+        intervals["fqe"], differences["fqe"], rubin = rubin_fqe(data, config.level)
     weights = weight_diagnostics(data, config.clip, plan, config.level, config.support_threshold)
     hc = high_confidence_lower_bound(data, config.hcope_delta, config.hcope_selection_fraction, config.seed)
     extra = {"soften_epsilon": config.soften_epsilon, "clip": config.clip}
@@ -90,6 +94,8 @@ def evaluate_arrays(data: OPEData, config: OPEConfig | None = None, policy: str 
             diag["q_members"] = max(1, data.n_q_members)
             if data.n_q_members > 1 and not est.uses_weights:
                 diag["interval_scope"] = REFIT_Q_SCOPE.format(m=data.n_q_members)
+        if est.name == "fqe":
+            diag.update(rubin)
         estimates.append(_entry(est.name, intervals[est.name], data, ess, diag))
     return OPEReport(
         policy=policy,

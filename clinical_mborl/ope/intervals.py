@@ -105,7 +105,7 @@ class Interval:
     high: float
     lower_bound: float
     level: float
-    method: Method
+    method: Literal["percentile", "bca", "rubin"]  # rubin: `ope.members`, no resamples
     n_resamples: int
     n_undefined: int
     n_projected: int = 0

@@ -35,8 +35,13 @@ from scipy.stats import t as student_t
 
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.ope.data import OPEData
-from clinical_mborl.ope.estimators import Estimator
-from clinical_mborl.ope.intervals import jackknife_sums
+from clinical_mborl.ope.estimators import Estimator, FittedQEvaluation, OnPolicyValue
+from clinical_mborl.ope.intervals import Interval, jackknife_sums
+
+RUBIN_SCOPE = ("Rubin's rules over {m} Q-models, each refitted on its own patient bootstrap resample of the fit "
+               "patients from its own initialisation: between-model variance (t reference, Barnard-Rubin degrees "
+               "of freedom) plus each model's sampling variance over the evaluation patients; Q-fitting "
+               "variability is in the interval, Q-model bias is not")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class MemberInterval:
     between: float
     dof: float
     n_members: int
+    value_projected: bool = False
 
 
 def barnard_rubin_dof(within: float, between: float, n_members: int, n_patients: int) -> float:
@@ -93,9 +99,11 @@ def rubin_interval(member_values: np.ndarray, member_variances: np.ndarray, n_pa
     value = float(theta.mean())
     half, one_sided = student_t.ppf(0.5 + level / 2, dof) * se, student_t.ppf(level, dof) * se
     low, high, lower = value - half, value + half, value - one_sided
+    projected = False
     if bounds is not None:
+        projected = not bounds[0] <= value <= bounds[1]
         value, low, high, lower = (float(np.clip(x, *bounds)) for x in (value, low, high, lower))
-    return MemberInterval(value, low, high, lower, level, within, between, dof, m)
+    return MemberInterval(value, low, high, lower, level, within, between, dof, m, projected)
 
 
 def _jackknife_variance(leave_one_out: np.ndarray) -> float:
@@ -125,3 +133,19 @@ def member_intervals(estimator: Estimator, data: OPEData, level: float = 0.95,
     value = rubin_interval(np.array(values), np.array(variances), p, level, data.return_bounds)
     diff = None if ref is None else rubin_interval(np.array(diffs), np.array(diff_variances), p, level)
     return value, diff
+
+
+def as_interval(iv: MemberInterval) -> Interval:
+    """The `ope.intervals.Interval` of a Rubin's-rules interval (method "rubin", no resamples)."""
+    return Interval(iv.value, iv.low, iv.high, iv.lower_bound, iv.level, "rubin", 0, 0,
+                    value_projected=iv.value_projected)
+
+
+def rubin_fqe(data: OPEData, level: float) -> tuple[Interval, Interval, dict[str, float | int | str | None]]:
+    """FQE's interval and its paired difference to the clinicians' on-policy mean by Rubin's rules,
+    with the diagnostics `ope.json` shows for them (`OPEConfig.fqe_interval = "rubin"`)."""
+    value, diff = member_intervals(FittedQEvaluation(), data, level, reference=OnPolicyValue())
+    assert diff is not None
+    return as_interval(value), as_interval(diff), {
+        "interval_scope": RUBIN_SCOPE.format(m=value.n_members), "rubin_dof": value.dof,
+        "between_member_sd": float(np.sqrt(value.between)), "within_member_sd": float(np.sqrt(value.within))}

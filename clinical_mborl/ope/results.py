@@ -19,6 +19,8 @@ from clinical_mborl.ope.estimators import ESTIMATORS
 from clinical_mborl.ope.fqe import FQEConfig
 
 OPE_FILE = "ope.json"
+#: how an interval was made: patient-bootstrap percentiles or BCa, or Rubin's rules over Q-members
+IntervalMethod = Literal["percentile", "bca", "rubin"]
 DEFAULT_ESTIMATORS = ("wis", "pdwis", "dr", "wdr", "fqe", "model_based")
 
 
@@ -35,6 +37,11 @@ class OPEConfig(StrictModel):
                          "bound uses the same level (e.g. the 5% quantile for 0.95).")
     method: Literal["percentile", "bca"] = Field("bca", description="Percentile or BCa (Efron 1987; "
                                                  "acceleration from the leave-one-patient-out jackknife).")
+    fqe_interval: Literal["bootstrap", "rubin"] = Field(
+        "bootstrap", description="FQE's interval and paired difference with refitted Q-members: the patient "
+        "bootstrap (resample b paired with member b mod M; percentiles or BCa per `method`), or Rubin's rules "
+        "over the members (`ope.members`: between-member variance with Barnard-Rubin degrees of freedom plus "
+        "each member's sampling variance; wider, see docs/coverage.md). Without members: the bootstrap.")
     seed: int = Field(0, description="Seed of the resample plan and of the HCOPE split.")
     soften_epsilon: float = Field(0.01, ge=0, lt=1, description="pi' = (1 - eps) pi_e + eps pi_b: "
                                   "the evaluated policy is the softened one.")
@@ -113,7 +120,7 @@ class OPEEstimate(IntervalChecks):
     ci_low: float | None
     ci_high: float | None
     level: float
-    method: Literal["percentile", "bca"]
+    method: IntervalMethod
     lower_bound: float | None = Field(description="One-sided lower confidence bound at `level`.")
     n_patients: int
     n_episodes: int
@@ -131,7 +138,7 @@ class PairedDifference(IntervalChecks):
     ci_low: float | None
     ci_high: float | None
     level: float
-    method: Literal["percentile", "bca"]
+    method: IntervalMethod
     lower_bound: float | None
     n_patients: int
     n_resamples: int

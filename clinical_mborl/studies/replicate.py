@@ -30,9 +30,8 @@ from clinical_mborl.core.errors import InputError
 from clinical_mborl.dynamics import DynamicsEnsemble, fit_dynamics
 from clinical_mborl.ope import OPEConfig, OPEReport, build_ope_data, evaluate_arrays
 from clinical_mborl.ope.data import OPEData
-from clinical_mborl.ope.estimators import FittedQEvaluation, OnPolicyValue
 from clinical_mborl.ope.history import fit_history_adjustment
-from clinical_mborl.ope.members import member_intervals
+from clinical_mborl.ope.members import rubin_fqe
 from clinical_mborl.ope.results import finite_or_none
 from clinical_mborl.ope.sensitivity_entries import (
     nest_sensitivity,
@@ -181,12 +180,12 @@ RUBIN = "fqe_rubin"
 def member_record(data: OPEData, level: float) -> dict[str, Any]:
     """`fqe_rubin`: bootstrapped FQE's interval by Rubin's rules over its Q-members (`ope.members`)
     instead of the patient bootstrap's percentiles: the same estimate, another interval."""
-    value, diff = member_intervals(FittedQEvaluation(), data, level, reference=OnPolicyValue())
-    assert diff is not None
+    value, diff, diag = rubin_fqe(data, level)
     return {"value": value.value, "ci_low": value.low, "ci_high": value.high, "lower_bound": value.lower_bound,
-            "ess": None, "n_undefined": 0, "projected": False, "dof": value.dof, "within": value.within,
-            "between": value.between, "diff": diff.value, "diff_ci_low": diff.low, "diff_ci_high": diff.high,
-            "diff_lower_bound": diff.lower_bound, "diff_n_undefined": 0}
+            "ess": None, "n_undefined": 0, "projected": value.value_projected, "dof": diag["rubin_dof"],
+            "between_sd": diag["between_member_sd"], "within_sd": diag["within_member_sd"], "diff": diff.value,
+            "diff_ci_low": diff.low, "diff_ci_high": diff.high, "diff_lower_bound": diff.lower_bound,
+            "diff_n_undefined": 0}
 
 
 def report_record(report: OPEReport, include_on_policy: bool = False) -> dict[str, Any]:
