@@ -112,26 +112,37 @@ def _jackknife_variance(leave_one_out: np.ndarray) -> float:
 
 
 def member_intervals(estimator: Estimator, data: OPEData, level: float = 0.95,
-                     reference: Estimator | None = None) -> tuple[MemberInterval, MemberInterval | None]:
+                     reference: Estimator | None = None, episodes: np.ndarray | None = None,
+                     ) -> tuple[MemberInterval, MemberInterval | None]:
     """Rubin's-rules intervals of a Q-based estimator over the data's refitted Q-members: of its
-    value, and (with `reference`, e.g. `OnPolicyValue()`) of its difference to the reference."""
+    value, and (with `reference`, e.g. `OnPolicyValue()`) of its difference to the reference.
+
+    `episodes` (bool per episode): restrict to these stays (a subgroup, as `ope.subgroups` does:
+    statistics outside it are zero, and the jackknife runs over the patients with a stay in it)."""
     if not estimator.uses_q or data.n_q_members < 2:
         raise InputError(f"Rubin's rules: {estimator.name} needs >= 2 refitted Q-members in the OPE data "
                          f"(FQEConfig.n_members), got {data.n_q_members}.")
-    ref = None if reference is None else reference.patient_stats(data)
+    keep = np.ones(data.n_episodes, bool) if episodes is None else np.asarray(episodes, bool)
+    patients = np.unique(data.patient[keep])
+    if patients.size < 2:
+        raise InputError(f"Rubin's rules: expected stays of >= 2 patients, got {patients.size}.")
+
+    def stats(est: Estimator, d: OPEData) -> np.ndarray:
+        return d.patient_sums(est.episode_stats(d) * keep[:, None])[patients]
+
+    ref = None if reference is None else stats(reference, data)
     values, variances, diffs, diff_variances = [], [], [], []
     for m in range(data.n_q_members):
-        stats = estimator.patient_stats(data.with_q_member(m))
-        values.append(float(estimator.value_from_sums(stats.sum(axis=0))))
-        jack = estimator.value_from_sums(jackknife_sums(stats))
+        ours = stats(estimator, data.with_q_member(m))
+        values.append(float(estimator.value_from_sums(ours.sum(axis=0))))
+        jack = estimator.value_from_sums(jackknife_sums(ours))
         variances.append(_jackknife_variance(jack))
         if ref is not None and reference is not None:
-            r_value = float(reference.value_from_sums(ref.sum(axis=0)))
-            diffs.append(values[-1] - r_value)
+            diffs.append(values[-1] - float(reference.value_from_sums(ref.sum(axis=0))))
             diff_variances.append(_jackknife_variance(jack - reference.value_from_sums(jackknife_sums(ref))))
-    p = int(stats.shape[0])  # patients
-    value = rubin_interval(np.array(values), np.array(variances), p, level, data.return_bounds)
-    diff = None if ref is None else rubin_interval(np.array(diffs), np.array(diff_variances), p, level)
+    value = rubin_interval(np.array(values), np.array(variances), int(patients.size), level, data.return_bounds)
+    diff = None if ref is None else rubin_interval(np.array(diffs), np.array(diff_variances), int(patients.size),
+                                                   level)
     return value, diff
 
 

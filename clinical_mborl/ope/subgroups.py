@@ -17,7 +17,9 @@ summed per patient; the estimator is then the same function of (resampled) patie
 every self-normalising denominator is the in-group one, and the group size varies across
 resamples as it should (domain estimation). The resamples are those of the overall analysis
 (`ResamplePlan(n_patients, n_resamples, seed)` of the `OPEConfig`), so the subgroup and overall
-intervals are paired too. The BCa jackknife leaves out one in-group patient at a time.
+intervals are paired too. The BCa jackknife leaves out one in-group patient at a time. With
+`OPEConfig.fqe_interval = "rubin"`, FQE's subgroup differences use Rubin's rules over the Q-members
+restricted to the group's stays (`ope.members`), as its overall interval does.
 Resamples that draw no in-group stay give an undefined estimate and are dropped (counted).
 
 `SubgroupDifference` has the fields of `clinical_mborl.report.inputs.SubgroupResult` (the report
@@ -53,6 +55,7 @@ from clinical_mborl.ope.intervals import (
     bootstrap_sums,
     member_bootstrap_sums,
 )
+from clinical_mborl.ope.members import as_interval, member_intervals
 from clinical_mborl.ope.results import OPEConfig
 
 ATTRIBUTES = ("sex", "age_band", "severity")
@@ -220,7 +223,12 @@ def subgroup_differences(data: OPEData, labels: Mapping[str, np.ndarray], estima
 
         ref = rep(0)
         for j, est in enumerate(chosen, start=1):
-            iv = rep(j).minus(ref).summarise(config.level, config.method)
+            if est.name == "fqe" and config.fqe_interval == "rubin" and data.n_q_members >= 2:
+                _, diff = member_intervals(est, data, config.level, reference, episodes=in_g)
+                assert diff is not None
+                iv = as_interval(diff)
+            else:
+                iv = rep(j).minus(ref).summarise(config.level, config.method)
             out.append(SubgroupDifference(
                 attribute=attr, level=level, n_patients=int(members.size), estimator=est.name,
                 difference=iv.value, ci_low=iv.low, ci_high=iv.high, lower_bound=iv.lower_bound,

@@ -108,3 +108,26 @@ def test_evaluate_arrays_uses_rubins_rules_for_fqe_only_when_asked():
     assert "rubin_dof" not in fqe["b"].diagnostics
     # every other estimator is untouched
     assert rubin.estimates[0] == boot.estimates[0] and rubin.differences[0] == boot.differences[0]
+
+
+def test_subgroup_differences_use_rubins_rules_within_each_group():
+    from clinical_mborl.ope.results import OPEConfig
+    from clinical_mborl.ope.subgroups import subgroup_differences
+
+    rng = np.random.default_rng(4)
+    data = _member_data(rng, n=80, m=5)
+    labels = {"sex": np.where(np.arange(80) % 4 == 0, "female", "male"), "all": np.full(80, "everyone")}
+    config = OPEConfig(n_resamples=200, soften_epsilon=0.0, fqe_interval="rubin")
+    rows = {(r.attribute, r.level): r for r in subgroup_differences(data, labels, ("fqe",), config)}
+    female = np.arange(80) % 4 == 0
+    _, expected = member_intervals(FittedQEvaluation(), data, reference=OnPolicyValue(), episodes=female)
+    _, overall = member_intervals(FittedQEvaluation(), data, reference=OnPolicyValue())
+    assert expected is not None and overall is not None
+    got = rows[("sex", "female")]
+    assert (got.difference, got.ci_low, got.ci_high, got.lower_bound) == pytest.approx(
+        (expected.value, expected.low, expected.high, expected.lower_bound))
+    assert got.n_patients == 20
+    everyone = rows[("all", "everyone")]
+    assert (everyone.difference, everyone.lower_bound) == pytest.approx((overall.value, overall.lower_bound))
+    # a quarter of the patients: the within-member variance is about four times the overall one
+    assert 2.5 < expected.within / overall.within < 6.0
