@@ -111,7 +111,8 @@ class StudyConfig(StrictModel):
     def _dump(self) -> dict:
         """The settings as JSON, without the fields added later while they hold their original
         behaviour (`usual_care` hourly, `ope.adjust_for_history` off,
-        `ope.fqe.clip_to_value_bounds` off, no `ope.sensitivity_lambdas`, no `gate.confounding_lambda`), so that folders made before
+        `ope.fqe.clip_to_value_bounds` off, no `ope.sensitivity_lambdas`, no `gate.confounding_lambda`,
+        `ope.fqe_interval` bootstrap), so that folders made before
         those fields existed keep their fingerprint and resume."""
         raw = self.model_dump(mode="json", exclude={"replicates"})
         if raw["usual_care"] == "hourly":
@@ -124,6 +125,8 @@ class StudyConfig(StrictModel):
             raw["ope"].pop("sensitivity_lambdas", None)
         if raw["gate"].get("confounding_lambda") is None:
             raw["gate"].pop("confounding_lambda", None)
+        if raw["ope"].get("fqe_interval", "bootstrap") == "bootstrap":
+            raw["ope"].pop("fqe_interval", None)
         return raw
 
     def fingerprint(self) -> str:

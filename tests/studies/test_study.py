@@ -122,14 +122,16 @@ def test_settings_added_later_keep_old_fingerprints_until_they_are_used():
     del old["ope"]["fqe"]["clip_to_value_bounds"]
     del old["ope"]["sensitivity_lambdas"]
     del old["gate"]["confounding_lambda"]
+    del old["ope"]["fqe_interval"]
     assert base.fingerprint() == core_io.sha256_json(old)
     at_steps = tiny_config(usual_care="at-steps")
     history = tiny_config(ope=base.ope.model_copy(update={"adjust_for_history": True}))
     clamp = tiny_config(ope=base.ope.model_copy(update={"fqe": base.ope.fqe.model_copy(
         update={"clip_to_value_bounds": True})}))
     msm = tiny_config(ope=base.ope.model_copy(update={"sensitivity_lambdas": (2.0,)}))
+    rubin = tiny_config(ope=base.ope.model_copy(update={"fqe_interval": "rubin"}))
     assert len({base.fingerprint(), at_steps.fingerprint(), history.fingerprint(), clamp.fingerprint(),
-                msm.fingerprint()}) == 5
+                msm.fingerprint(), rubin.fingerprint()}) == 6
     # the arm changes the policy-training data too: its own reference (and truth cache)
     assert base.reference_fingerprint("spec") != at_steps.reference_fingerprint("spec")
     assert base.reference_fingerprint("spec") == history.reference_fingerprint("spec")
