@@ -10,6 +10,11 @@ corresponding CLI command would write, so a reader can re-run any step by hand:
     out/explain_<algo>/ explain            out/report_<algo>/ report (report.html, report.json)
     out/scores/     score (scores.csv, scores.html)
 
+With `PipelineConfig.jobs` > 1 each learner's train -> evaluate -> explain -> report branch, and each
+baseline's evaluation, runs in its own single-threaded worker process (`run_branch`, reading the saved
+cohort, clinician model and dynamics); `score` then reuses those OPE reports. The serial path runs the
+same function with one torch thread, so both give the same numbers.
+
 >>> cfg = PipelineConfig.demo()
 >>> cfg.algorithms
 ('morel', 'combo')
