@@ -130,19 +130,23 @@ def member_intervals(estimator: Estimator, data: OPEData, level: float = 0.95,
     def stats(est: Estimator, d: OPEData) -> np.ndarray:
         return d.patient_sums(est.episode_stats(d) * keep[:, None])[patients]
 
-    ref = None if reference is None else stats(reference, data)
+    ref_value, ref_jack = 0.0, None  # the reference has no members: computed once
+    if reference is not None:
+        ref = stats(reference, data)
+        ref_value, ref_jack = float(reference.value_from_sums(ref.sum(axis=0))), reference.value_from_sums(
+            jackknife_sums(ref))
     values, variances, diffs, diff_variances = [], [], [], []
     for m in range(data.n_q_members):
         ours = stats(estimator, data.with_q_member(m))
         values.append(float(estimator.value_from_sums(ours.sum(axis=0))))
         jack = estimator.value_from_sums(jackknife_sums(ours))
         variances.append(_jackknife_variance(jack))
-        if ref is not None and reference is not None:
-            diffs.append(values[-1] - float(reference.value_from_sums(ref.sum(axis=0))))
-            diff_variances.append(_jackknife_variance(jack - reference.value_from_sums(jackknife_sums(ref))))
+        if ref_jack is not None:
+            diffs.append(values[-1] - ref_value)
+            diff_variances.append(_jackknife_variance(jack - ref_jack))
     value = rubin_interval(np.array(values), np.array(variances), int(patients.size), level, data.return_bounds)
-    diff = None if ref is None else rubin_interval(np.array(diffs), np.array(diff_variances), int(patients.size),
-                                                   level)
+    diff = None if ref_jack is None else rubin_interval(np.array(diffs), np.array(diff_variances),
+                                                        int(patients.size), level)
     return value, diff
 
 
