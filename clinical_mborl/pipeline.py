@@ -131,7 +131,8 @@ def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress
     # Each learner's train -> evaluate -> explain -> report, and each baseline's evaluation, reads
     # only the artifacts saved above: with jobs > 1 they run side by side in worker processes.
     tasks = [("learner", a) for a in config.algorithms] + [("baseline", b) for b in config.baselines]
-    outcomes = _timed(t, "learners_and_baselines", progress, _run_branches, tasks, out, config, progress)
+    outcomes = _timed(t, "learners_and_baselines", progress, _run_branches, tasks, out, config, progress,
+                      (ts, behavior, ensemble))
     reports: dict[str, str] = {}
     gates: dict[str, str] = {}
     evaluated: dict[str, OPEReport] = {}
@@ -169,20 +170,34 @@ class BranchOutcome:
     gate: str | None = None
 
 
-def _inputs(out: Path) -> tuple[TransitionSet, ClinicianPolicy, DynamicsEnsemble]:
+Inputs = tuple[TransitionSet, ClinicianPolicy, DynamicsEnsemble]
+_WORKER_INPUTS: dict[str, Inputs] = {}
+
+
+def _inputs(out: Path) -> Inputs:
     return TransitionSet.load(out / "cohort"), ClinicianPolicy.load(out / "behavior"), DynamicsEnsemble.load(
         out / "dynamics")
 
 
+def _load_worker_inputs(out: Path) -> None:
+    """Worker initializer: the saved cohort, clinician model and dynamics, once per worker."""
+    _WORKER_INPUTS["inputs"] = _inputs(out)
+
+
+def _branch_in_worker(task: tuple[str, str], out: Path, config: PipelineConfig, announce: bool) -> BranchOutcome:
+    return run_branch(task, out, config, False, announce, _WORKER_INPUTS["inputs"])
+
+
 def run_branch(task: tuple[str, str], out: Path, config: PipelineConfig, progress: bool,
-               announce: bool | None = None) -> BranchOutcome:
+               announce: bool | None = None, inputs: Inputs | None = None) -> BranchOutcome:
     """One learner ("learner", algo): train -> evaluate (ope.json, subgroups.json) -> explain -> report;
     or one baseline ("baseline", spec): its OPE report with the scoring settings. Reads the saved
-    cohort, clinician model and dynamics only, so it can run in any process. `progress`: progress
-    bars; `announce`: a line as each step starts (default: as `progress`)."""
+    cohort, clinician model and dynamics only (`inputs`, as loaded from `out`; None: load them), so it
+    can run in any process. `progress`: progress bars; `announce`: a line as each step starts
+    (default: as `progress`)."""
     kind, name = task
     announce = progress if announce is None else announce
-    ts, behavior, ensemble = _inputs(out)
+    ts, behavior, ensemble = inputs if inputs is not None else _inputs(out)
     ope_cfg = OPEConfig(seed=config.seed, **config.ope)
     t: dict[str, float] = {}
     if kind == "baseline":
@@ -207,21 +222,21 @@ def run_branch(task: tuple[str, str], out: Path, config: PipelineConfig, progres
     return BranchOutcome(report, t, str(paths.html), gate)
 
 
-def _run_branches(tasks: list[tuple[str, str]], out: Path, config: PipelineConfig,
-                  progress: bool) -> list[BranchOutcome]:
+def _run_branches(tasks: list[tuple[str, str]], out: Path, config: PipelineConfig, progress: bool,
+                  inputs: Inputs) -> list[BranchOutcome]:
     """`run_branch` over the tasks, in task order; with `config.jobs` > 1 in that many workers
-    (single-threaded, as the serial path), so both give the same numbers."""
+    (single-threaded, as the serial path; each loads the saved inputs once), so both give the same
+    numbers. `inputs`: the saved cohort, clinician model and dynamics, as loaded in this process."""
     jobs = min(config.jobs, len(tasks))
     if jobs <= 1:
         with one_torch_thread():
-            return [run_branch(task, out, config, progress) for task in tasks]
+            return [run_branch(task, out, config, progress, inputs=inputs) for task in tasks]
     results: list[BranchOutcome | None] = [None] * len(tasks)
     # workers announce their steps; their progress bars would interleave, so one bar here counts branches
-    bar = tqdm(total=len(tasks), desc="branches", unit="branch", disable=not progress, file=sys.stderr)
-    with worker_pool(jobs) as pool:
-        futures = {pool.submit(run_branch, task, out, config, False, progress): i for i, task in enumerate(tasks)}
+    with tqdm(total=len(tasks), desc="branches", unit="branch", disable=not progress, file=sys.stderr) as bar, \
+            worker_pool(jobs, _load_worker_inputs, (out,)) as pool:
+        futures = {pool.submit(_branch_in_worker, task, out, config, progress): i for i, task in enumerate(tasks)}
         for fut in as_completed(futures):
             results[futures[fut]] = fut.result()
             bar.update()
-    bar.close()
     return [r for r in results if r is not None]

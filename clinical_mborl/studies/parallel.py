@@ -1,7 +1,7 @@
 """Process-parallel execution of study tasks: one torch thread per worker, the reference loaded once.
 
-Workers are started with the ``spawn`` method (no inherited torch/OpenMP state), each loads the
-study reference and config in its initializer, and then runs module-level task functions.
+Workers come from `core.parallel.worker_pool` (``spawn``, one OpenMP/torch thread each); each loads
+the study reference and config in its initializer, and then runs module-level task functions.
 `jobs == 1` runs everything in this process (tests, debugging) with the same code path.
 With ``spawn`` the workers re-import the caller's ``__main__``: a script that runs a study with
 ``jobs > 1`` must guard its entry point with ``if __name__ == "__main__":`` (the CLI does).
@@ -12,12 +12,13 @@ With ``spawn`` the workers re-import the caller's ``__main__``: a script that ru
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any, TypeVar
+
+from clinical_mborl.core.parallel import worker_pool
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -67,9 +68,7 @@ def iter_tasks(fn: Callable[[T], R], tasks: Iterable[T], jobs: int | None, ref_d
             _STATE.clear()
             _STATE.update(saved)
         return
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(items)), mp_context=ctx, initializer=init_worker,
-                             initargs=(ref, config_json)) as pool:
+    with worker_pool(min(jobs, len(items)), init_worker, (ref, config_json)) as pool:
         pending: dict[Future[R], T] = {pool.submit(fn, item): item for item in items}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
