@@ -38,6 +38,7 @@ from clinical_mborl.cohort.summary import (
 )
 from clinical_mborl.cohort.timegrid import TimeGrid, grid_decisions, stay_windows
 from clinical_mborl.cohort.transitions import MANIFEST_FILE, NEXT_PREFIX, TRANSITIONS_FILE
+from clinical_mborl.cohort.treatment_history import treatment_history
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.core.io import atomic_directory, atomic_write_text, sha256_file
 
@@ -158,6 +159,9 @@ def build_transitions(
     tick()
 
     names = features.state_names(spec)
+    if spec.treatment_features:
+        history = treatment_history(spec, doses, decisions.select("stay_idx", "step"))
+        states = pl.concat([states, history], how="horizontal").select(names)
     nxt = states.select(pl.all().shift(-1).name.prefix(NEXT_PREFIX))
     frame = pl.concat([per_row, states, nxt], how="horizontal").filter(pl.Series(is_transition))
     frame = frame.join(doses, on=["stay_idx", "step"], how="left", maintain_order="left")

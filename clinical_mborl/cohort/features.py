@@ -47,6 +47,7 @@ from clinical_mborl.cohort.timegrid import (
     hours_to_us,
     stay_anchors,
 )
+from clinical_mborl.cohort.treatment_history import treatment_names
 from clinical_mborl.core.errors import InputError
 
 MISSING_SUFFIX = "_missing"
@@ -64,14 +65,21 @@ def indicator_names(spec: CohortSpec) -> list[str]:
     ]
 
 
-def state_names(spec: CohortSpec) -> list[str]:
-    """The state columns in order: measurement features, static features, missing indicators.
+def charted_state_names(spec: CohortSpec) -> list[str]:
+    """The state columns built from the chart (`compute_states`): measurement features, static
+    features, missing indicators.
 
     >>> from clinical_mborl.cohort.measurements import _example_spec
-    >>> state_names(_example_spec())
+    >>> charted_state_names(_example_spec())
     ['lactate_mmol_l', 'map_mmhg', 'lactate_mmol_l_missing', 'map_mmhg_missing']
     """
     return measurement_names(spec) + [s.name for s in spec.static_features] + indicator_names(spec)
+
+
+def state_names(spec: CohortSpec) -> list[str]:
+    """All state columns in order: `charted_state_names`, then the treatment-history features
+    (`cohort.treatment_history`), which come from the doses given before the decision."""
+    return charted_state_names(spec) + treatment_names(spec)
 
 
 @dataclass(frozen=True)
@@ -230,7 +238,7 @@ def assemble_states(spec: CohortSpec, values: np.ndarray, statics: pl.DataFrame)
     ]
     return frame.with_columns(
         pl.col(n).is_null().cast(pl.Float64).alias(n + MISSING_SUFFIX) for n in flagged
-    ).select(state_names(spec))
+    ).select(charted_state_names(spec))
 
 
 def apply_fill(spec: CohortSpec, states: pl.DataFrame, fill_values: Mapping[str, float]) -> pl.DataFrame:
@@ -262,8 +270,9 @@ def compute_states(
 
     `stays` needs `stay_id`, `admit_time`, `age_years`, `sex`, `weight_kg`; `measurements` is the
     canonical table (any units the spec converts); `decision_times` has `stay_id` and
-    `decision_time` (datetime), in any order. Returns `stay_id`, `decision_time` and the state
-    columns (`state_names(spec)`) in the order of `decision_times`. Without `fill_values`,
+    `decision_time` (datetime), in any order. Returns `stay_id`, `decision_time` and the charted
+    state columns (`charted_state_names(spec)`; treatment-history features come from the doses
+    given, `cohort.treatment_history`) in the order of `decision_times`. Without `fill_values`,
     missing values stay null; pass `fill_values_from_manifest(manifest)` to fill them exactly as
     `cohort build` did. Raises `InputError` for unknown stays or unconvertible units.
 

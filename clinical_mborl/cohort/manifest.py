@@ -20,7 +20,7 @@ class StateFeatureInfo(StrictModel):
 
     name: str
     unit: str
-    kind: Literal["measurement", "indicator", "static"]
+    kind: Literal["measurement", "indicator", "static", "treatment"]
     transform: Literal["zscore", "log_zscore", "none"]
     mean: float = 0.0
     std: float = 1.0

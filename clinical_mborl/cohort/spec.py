@@ -164,6 +164,30 @@ class ActionDimensionSpec(StrictModel):
         return self.n_levels
 
 
+class TreatmentFeatureSpec(StrictModel):
+    """A state feature from the doses already given in the window (the treatment history).
+
+    Clinicians titrate: whether a vasopressor is given depends on whether one is running, and
+    another bolus on how much fluid has gone in (the AI Clinician's state holds both). Both are
+    built from the action dimension's doses of the steps *before* the decision, so they use only
+    what was given before it: `previous` is the dose of the previous step, `cumulative` the sum
+    over all previous steps of the window (only for `amount_sum` dimensions); 0 at the first step.
+    """
+
+    name: str = Field(description="Output column, snake_case with unit, e.g. iv_fluid_ml_cumulative.")
+    action: str = Field(description="The action dimension (`actions[].name`) whose doses it reads.")
+    kind: Literal["previous", "cumulative"]
+    transform: Literal["zscore", "log_zscore", "none"] = Field(
+        "log_zscore", description="Doses are skewed with many zeros: log1p then z-score by default.")
+
+    @field_validator("name")
+    @classmethod
+    def _snake(cls, v: str) -> str:
+        if not SNAKE.match(v):
+            raise ValueError(f"treatment feature name must be snake_case, got '{v}'")
+        return v
+
+
 class IntermediateReward(StrictModel):
     """reward_t += weight * term, evaluated on the clinical-unit state."""
 
@@ -219,6 +243,10 @@ class CohortSpec(StrictModel):
     criteria: CriteriaSpec = CriteriaSpec()
     features: list[FeatureSpec]
     static_features: list[StaticFeatureSpec] = Field(default_factory=list)
+    treatment_features: list[TreatmentFeatureSpec] = Field(
+        default_factory=list, exclude_if=lambda v: not v,  # left out of dumps (and spec hashes) when empty
+        description="Treatment-history state features (previous or cumulative doses "
+        "of an action dimension), after the measurement and static features and their indicators.")
     actions: list[ActionDimensionSpec]
     reward: RewardSpec = RewardSpec()
     gamma: float = Field(0.99, gt=0, le=1)
@@ -230,7 +258,8 @@ class CohortSpec(StrictModel):
     @model_validator(mode="after")
     def _consistent(self) -> CohortSpec:
         names = [f.name for f in self.features] + [s.name for s in self.static_features]
-        dup = {n for n in names if names.count(n) > 1}
+        everything = names + [t.name for t in self.treatment_features]
+        dup = {n for n in everything if everything.count(n) > 1}
         if dup:
             raise ValueError(f"duplicate feature names: {sorted(dup)}")
         known = set(names)
@@ -250,6 +279,15 @@ class CohortSpec(StrictModel):
         shared = sorted({v for v in variables if variables.count(v) > 1})
         if shared:
             raise ValueError(f"measurement variable(s) {shared} feed more than one feature; each feeds one")
+        by_name = {a.name: a for a in self.actions}
+        for t in self.treatment_features:
+            if t.name in by_name or t.name.endswith("_missing"):
+                raise ValueError(f"treatment feature {t.name}: the name is taken by a dose column or an indicator")
+            if t.action not in by_name:
+                raise ValueError(f"treatment feature {t.name} names unknown action dimension '{t.action}'")
+            if t.kind == "cumulative" and by_name[t.action].aggregation != "amount_sum":
+                raise ValueError(f"treatment feature {t.name}: 'cumulative' needs an amount_sum dimension; "
+                                 f"{t.action} is {by_name[t.action].aggregation} (use 'previous')")
         treatments = [t for a in self.actions for t in a.treatments]
         shared = sorted({t for t in treatments if treatments.count(t) > 1})
         if shared:

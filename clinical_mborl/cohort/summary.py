@@ -102,6 +102,8 @@ def state_feature_infos(
     infos: list[StateFeatureInfo] = []
     specs = {f.name: ("measurement", f.unit, f.transform) for f in spec.features}
     specs |= {s.name: ("static", STATIC_UNITS[s.name], s.transform) for s in spec.static_features}
+    units = {a.name: a.unit for a in spec.actions}
+    specs |= {t.name: ("treatment", units[t.action], t.transform) for t in spec.treatment_features}
     for name in features.state_names(spec):
         kind, unit, transform = specs.get(name, ("indicator", INDICATOR_UNIT, "none"))
         mean, std = 0.0, 1.0

@@ -33,6 +33,7 @@ from clinical_mborl.cohort.features import (
 )
 from clinical_mborl.cohort.manifest import CohortManifest
 from clinical_mborl.cohort.spec import CohortSpec
+from clinical_mborl.cohort.treatment_history import treatment_history
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.core.models import StrictModel
 from clinical_mborl.core.policy import Policy
@@ -168,6 +169,11 @@ def run_closed_loop(
             stays, measurements = snapshot(sim, idx, ids)
             decisions = stays.select("stay_id", (pl.col("admit_time") + pl.duration(hours=hour)).alias("decision_time"))
             raw = compute_states(spec, stays, measurements, decisions)
+            if spec.treatment_features:  # from the doses this loop applied before the decision
+                given = pl.concat(dose_parts) if dose_parts else pl.DataFrame(
+                    schema={"stay_id": pl.String, "step": pl.Int64, **dict.fromkeys(dose_names, pl.Float64)})
+                now = pl.DataFrame({"stay_id": stay_id, "step": np.full(idx.size, k, np.int64)})
+                raw = pl.concat([raw, treatment_history(spec, given, now, key="stay_id")], how="horizontal")
             x = apply_fill(spec, raw.select(names), fills).to_numpy().astype(np.float64)
             state_parts.append(raw.with_columns(pl.lit(k, dtype=pl.Int64).alias("step")))
         doses = _policy_doses(policy, sim, idx, x, manifest, rng)

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from clinical_mborl.cohort.criteria import apply_criteria
-from clinical_mborl.cohort.features import compute_states, state_names
+from clinical_mborl.cohort.features import charted_state_names, compute_states
 from clinical_mborl.cohort.measurements import scan_spec_measurements
 from clinical_mborl.cohort.rewards import add_rewards
 from clinical_mborl.cohort.spec import CohortSpec
@@ -48,7 +48,7 @@ def episode_returns(spec: CohortSpec, tables: Mapping[str, pl.DataFrame], fill_v
                              on="stay_idx", how="left", maintain_order="left")
     if spec.reward.intermediate:
         times = per_row.select("stay_id", pl.from_epoch(pl.col("decision_us"), time_unit="us").alias("decision_time"))
-        states = compute_states(spec, stays, tables["measurements"], times, fill_values).select(state_names(spec))
+        states = compute_states(spec, stays, tables["measurements"], times, fill_values).select(charted_state_names(spec))
         nxt = states.select(pl.all().shift(-1).name.prefix(NEXT_PREFIX))
         per_row = pl.concat([per_row, states, nxt], how="horizontal")
     frame = add_rewards(spec, per_row.filter(pl.col("step") < pl.col("n_steps")))
