@@ -49,7 +49,11 @@ def treatment_history(spec: CohortSpec, doses: pl.DataFrame, decisions: pl.DataF
     if not used:
         return pl.DataFrame()  # no columns: callers add nothing
     steps = pl.col("step").cast(pl.Int64)
-    ordered = doses.select(key, steps, *used).sort(key, "step")
+    ordered = doses.with_row_index("__row").select("__row", key, steps, *used).sort(key, "step")
+    broken = ordered.filter(pl.col("step") != pl.int_range(pl.len()).over(key))
+    if broken.height:  # a missing or repeated step would make a running sum silently wrong
+        raise InputError(f"treatment history: the doses must hold steps 0, 1, 2, ... of each stay once; "
+                         f"rows {broken['__row'].head(5).to_list()} ({broken.height} in all) break the sequence.")
     shifted = ordered.with_columns(
         *[pl.col(a).cum_sum().over(key).alias(_CUMULATIVE + a) for a in used],
         (pl.col("step") + 1).alias("step"),  # the doses of step k are history at decision k + 1

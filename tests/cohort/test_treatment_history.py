@@ -96,3 +96,11 @@ def test_a_gap_in_the_doses_is_an_error_naming_the_rows() -> None:
     decisions = pl.DataFrame({"stay_idx": [0, 0, 0], "step": [0, 1, 2]})
     with pytest.raises(InputError, match=r"decision row\(s\) \[2\]"):
         treatment_history(spec, doses, decisions)
+
+
+def test_a_missing_middle_step_is_an_error_not_a_short_sum() -> None:
+    spec = spec_with(HISTORY)
+    doses = pl.DataFrame({"stay_idx": [0, 0], "step": [0, 2], "iv_fluid_ml": [1.0, 2.0], "ne_ug_kg_min": [0.0, 0.0]})
+    decisions = pl.DataFrame({"stay_idx": [0], "step": [3]})
+    with pytest.raises(InputError, match=r"rows \[1\]"):
+        treatment_history(spec, doses, decisions)
