@@ -21,6 +21,13 @@ SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
+def snake_name(what: str, v: str) -> str:
+    """`v` if it is snake_case; else ValueError naming `what` (e.g. "feature name")."""
+    if not SNAKE.match(v):
+        raise ValueError(f"{what} must be snake_case, got '{v}'")
+    return v
+
+
 class UnitConversion(StrictModel):
     """value_in_target_unit = value * factor + offset."""
 
@@ -89,9 +96,7 @@ class FeatureSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _snake(cls, v: str) -> str:
-        if not SNAKE.match(v):
-            raise ValueError(f"feature name must be snake_case, got '{v}'")
-        return v
+        return snake_name("feature name", v)
 
     @model_validator(mode="after")
     def _range(self) -> FeatureSpec:
@@ -143,9 +148,7 @@ class ActionDimensionSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _snake(cls, v: str) -> str:
-        if not SNAKE.match(v):
-            raise ValueError(f"action dimension name must be snake_case, got '{v}'")
-        return v
+        return snake_name("action dimension name", v)
 
     @model_validator(mode="after")
     def _edges(self) -> ActionDimensionSpec:
@@ -183,9 +186,7 @@ class TreatmentFeatureSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _snake(cls, v: str) -> str:
-        if not SNAKE.match(v):
-            raise ValueError(f"treatment feature name must be snake_case, got '{v}'")
-        return v
+        return snake_name("treatment feature name", v)
 
 
 class IntermediateReward(StrictModel):
