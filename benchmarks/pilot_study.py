@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--patients", type=int, default=1000)
     p.add_argument("--lambdas", type=float, nargs="+", default=())
     p.add_argument("--work", type=Path, default=Path("/tmp/clinical_mborl_studies"))
+    p.add_argument("--jobs", type=int, default=2, help="Worker processes (one per core).")
     a = p.parse_args()
     config = study_config(a.patients, a.reps, 0, None, usual_care=a.arm, sensitivity=tuple(a.lambdas))
     update = json.loads(a.fqe)
@@ -43,7 +44,7 @@ def main() -> None:
         config = config.model_copy(update={"spec_path": a.spec})
     started = time.time()
     result = run_study("coverage", config, a.work / f"pilot_{a.name}_{a.arm}",
-                       ref_dir=a.work / (a.ref or REFERENCE_DIR[a.arm]), jobs=2,
+                       ref_dir=a.work / (a.ref or REFERENCE_DIR[a.arm]), jobs=a.jobs,
                        log=lambda s: print(time.strftime("%H:%M:%S"), s, flush=True))
     print(f"done: {result.n_replicates} replicates in {time.time() - started:.0f} s")
 
