@@ -19,7 +19,8 @@ resamples as it should (domain estimation). The resamples are those of the overa
 (`ResamplePlan(n_patients, n_resamples, seed)` of the `OPEConfig`), so the subgroup and overall
 intervals are paired too. The BCa jackknife leaves out one in-group patient at a time. With
 `OPEConfig.fqe_interval = "rubin"`, FQE's subgroup differences use Rubin's rules over the Q-members
-restricted to the group's stays (`ope.members`), as its overall interval does.
+restricted to the group's stays (`ope.members`), as its overall interval does (no FQE bootstrap is
+computed then).
 Resamples that draw no in-group stay give an undefined estimate and are dropped (counted).
 
 `SubgroupDifference` has the fields of `clinical_mborl.report.inputs.SubgroupResult` (the report
@@ -196,7 +197,9 @@ def subgroup_differences(data: OPEData, labels: Mapping[str, np.ndarray], estima
             raise InputError(f"subgroups: labels of '{attr}' must have one entry per episode "
                              f"({data.n_episodes}), got shape {np.asarray(lab).shape}.")
     reference = OnPolicyValue()
-    everyone = [reference, *chosen]
+    rubin = config.fqe_interval == "rubin" and data.n_q_members >= 2
+    by_rubin = [e for e in chosen if rubin and e.name == "fqe"]  # no bootstrap for these
+    everyone = [reference, *(e for e in chosen if e not in by_rubin)]
     episode_stats = [e.episode_stats(data) for e in everyone]
     widths = [s.shape[1] for s in episode_stats]
     groups: list[tuple[str, str, np.ndarray]] = [
@@ -222,13 +225,13 @@ def subgroup_differences(data: OPEData, labels: Mapping[str, np.ndarray], estima
             return Replicates.of(everyone[k], t[cols], b[:, cols], jk[:, cols], data.return_bounds)
 
         ref = rep(0)
-        for j, est in enumerate(chosen, start=1):
-            if est.name == "fqe" and config.fqe_interval == "rubin" and data.n_q_members >= 2:
+        for est in chosen:
+            if est in by_rubin:
                 _, diff = member_intervals(est, data, config.level, reference, episodes=in_g)
                 assert diff is not None
                 iv = as_interval(diff)
             else:
-                iv = rep(j).minus(ref).summarise(config.level, config.method)
+                iv = rep(everyone.index(est)).minus(ref).summarise(config.level, config.method)
             out.append(SubgroupDifference(
                 attribute=attr, level=level, n_patients=int(members.size), estimator=est.name,
                 difference=iv.value, ci_low=iv.low, ci_high=iv.high, lower_bound=iv.lower_bound,

@@ -131,3 +131,26 @@ def test_subgroup_differences_use_rubins_rules_within_each_group():
     assert (everyone.difference, everyone.lower_bound) == pytest.approx((overall.value, overall.lower_bound))
     # a quarter of the patients: the within-member variance is about four times the overall one
     assert 2.5 < expected.within / overall.within < 6.0
+
+
+def test_subgroup_rubin_fqe_draws_no_fqe_bootstrap_and_leaves_other_estimators_alone(monkeypatch):
+    from clinical_mborl.ope import subgroups
+    from clinical_mborl.ope.results import OPEConfig
+
+    rng = np.random.default_rng(5)
+    data = _member_data(rng, n=60, m=4)
+    labels = {"sex": np.where(np.arange(60) % 3 == 0, "female", "male")}
+    config = OPEConfig(n_resamples=150, soften_epsilon=0.0)
+    boot = {(r.level, r.estimator): r for r in subgroups.subgroup_differences(data, labels, ("wis", "fqe"), config)}
+
+    def no_member_bootstrap(*args, **kwargs):
+        raise AssertionError("FQE's member bootstrap was computed although Rubin's rules replace it")
+
+    monkeypatch.setattr(subgroups, "member_bootstrap_sums", no_member_bootstrap)
+    rows = subgroups.subgroup_differences(data, labels, ("wis", "fqe"), config.model_copy(update={"fqe_interval": "rubin"}))
+    assert [(r.level, r.estimator) for r in rows] == [("female", "wis"), ("female", "fqe"), ("male", "wis"), ("male", "fqe")]
+    rubin = {(r.level, r.estimator): r for r in rows}
+    for level in ("female", "male"):
+        assert rubin[(level, "wis")] == boot[(level, "wis")]  # the same resamples, untouched
+        assert rubin[(level, "fqe")].difference == pytest.approx(boot[(level, "fqe")].difference)
+        assert rubin[(level, "fqe")].ci_low != pytest.approx(boot[(level, "fqe")].ci_low)
