@@ -7,8 +7,8 @@ the first step. A dose of step k is given in `[t_k, t_k + step)`, before decisio
 features use only what was given before the decision (the temporal rule of `features`).
 
 `cohort build` computes them from the cohort's doses, and a simulator's closed loop from the
-doses it applied, with this one function. A dynamics model learns them like any other state
-column (its rollouts do not set them from the chosen dose).
+doses it applied, with this one function. A dynamics ensemble sets them exactly from the chosen
+dose in its predictions and rollouts (`dynamics.history`).
 
 >>> from clinical_mborl.cohort.spec import CohortSpec
 >>> spec = CohortSpec.model_validate({

@@ -29,6 +29,7 @@ from clinical_mborl.cohort import ActionSpaceInfo, Normalizer, StateFeatureInfo,
 from clinical_mborl.core.artifacts import load_artifact, save_artifact
 from clinical_mborl.dynamics.config import DynamicsConfig
 from clinical_mborl.dynamics.encoding import DynamicsScaling
+from clinical_mborl.dynamics.history import HistoryRule
 from clinical_mborl.dynamics.network import GaussianEnsemble
 
 ARTIFACT_KIND = "dynamics_ensemble"
@@ -86,6 +87,7 @@ class DynamicsEnsemble:
         reward: RewardInfo,
         cohort_manifest_hash: str,
         metrics: dict[str, Any] | None = None,
+        history: HistoryRule | None = None,
     ) -> None:
         self.config = config
         self.network = network.eval().requires_grad_(False)
@@ -101,6 +103,7 @@ class DynamicsEnsemble:
         self.reward = reward
         self.cohort_manifest_hash = cohort_manifest_hash
         self.metrics: dict[str, Any] = metrics or {}
+        self.history = history or HistoryRule([], self.state_features)
         self.device = self.scaling.dose_scale.device
         self._elite_index = torch.as_tensor(self.elites, device=self.device)
 
@@ -109,16 +112,24 @@ class DynamicsEnsemble:
         """int64 [n] joint index or float [n, k] doses -> log1p(dose) / train std, [n, k]."""
         return self.scaling.dose_features(actions.to(self.device))
 
-    def predict(self, states: Tensor, actions: Tensor, steps: Tensor) -> EnsemblePrediction:
-        """All members' predictions for normalised states [n, d], actions and steps [n]."""
+    def predict(self, states: Tensor, actions: Tensor, steps: Tensor, exact_history: bool = True) -> EnsemblePrediction:
+        """All members' predictions for normalised states [n, d], actions and steps [n].
+
+        Treatment-history columns (`dynamics.history`) are set to their exact next value with zero
+        spread; `exact_history=False` gives the network's own prediction of them (holdout metrics)."""
         s = self.scaling
-        x = s.encode(states.to(self.device, torch.float32), actions.to(self.device), steps.to(self.device))
-        out = self.network(x)
+        states = states.to(self.device, torch.float32)
+        actions = actions.to(self.device)
+        out = self.network(s.encode(states, actions, steps.to(self.device)))
         d = states.shape[-1]
         std = torch.exp(0.5 * out.logvar)
+        next_mean, next_std = states + s.delta_mean + s.delta_std * out.mean[..., :d], s.delta_std * std[..., :d]
+        if exact_history and self.history:
+            next_mean = self.history.apply(states, next_mean, s.doses_of(actions))
+            next_std = self.history.zero_spread(next_std)
         return EnsemblePrediction(
-            next_mean=states.to(self.device, torch.float32) + s.delta_mean + s.delta_std * out.mean[..., :d],
-            next_std=s.delta_std * std[..., :d],
+            next_mean=next_mean,
+            next_std=next_std,
             reward_mean=s.reward_mean + s.reward_std * out.mean[..., d],
             reward_std=s.reward_std * std[..., d],
             term_logits=out.term_logits,
@@ -205,6 +216,8 @@ class DynamicsEnsemble:
             "in_dim": self.network.in_dim,
             "n_doses": int(self.scaling.dose_scale.shape[0]),
         }
+        if self.history:  # absent from ensembles of cohorts without treatment features
+            config["treatment_history"] = self.history.to_config()
         save_artifact(
             path, kind=ARTIFACT_KIND, config=config,
             tensors={"weights": self.network.state_dict(), "scaling": self.scaling.state_dict()},
@@ -230,4 +243,5 @@ class DynamicsEnsemble:
         return cls(config=cfg, network=net, scaling=scaling, state_features=feats, action_space=space,
                    elites=list(c["elites"]), gamma=float(c["gamma"]), reward=RewardInfo(**c["reward"]),
                    cohort_manifest_hash=art.manifest.cohort_manifest_hash or "",
-                   metrics=art.extras.get("metrics", {}))
+                   metrics=art.extras.get("metrics", {}),
+                   history=HistoryRule.from_config(c.get("treatment_history", []), feats))

@@ -25,6 +25,7 @@ from clinical_mborl.core.seeding import seed_everything
 from clinical_mborl.dynamics.config import DynamicsConfig
 from clinical_mborl.dynamics.datamodule import TransitionDataModule
 from clinical_mborl.dynamics.ensemble import DynamicsEnsemble, RewardInfo
+from clinical_mborl.dynamics.history import HistoryRule, history_columns
 from clinical_mborl.dynamics.metrics import evaluate_holdout
 from clinical_mborl.dynamics.system import DynamicsSystem, RelativeEarlyStopping
 
@@ -91,6 +92,7 @@ def fit_dynamics(
         elites=elites, gamma=transitions.manifest.gamma,
         reward=RewardInfo(spec.death_reward, spec.survival_reward, spec.outcome_on_truncation),
         cohort_manifest_hash=transitions.manifest_hash,
+        history=HistoryRule(history_columns(transitions.manifest), transitions.manifest.state_features),
     )
     ens.metrics = {
         "holdout": evaluate_holdout(ens, dm.arrays, dm.holdout_rows, spec.death_reward),

@@ -63,7 +63,8 @@ def _predict(ens: DynamicsEnsemble, a: TransitionArrays, rows: np.ndarray, batch
     with torch.no_grad():
         for i in range(0, rows.size, batch):
             r = rows[i : i + batch]
-            p = ens.predict(torch.as_tensor(a.states[r]), torch.as_tensor(a.actions[r]), torch.as_tensor(a.step[r]))
+            p = ens.predict(torch.as_tensor(a.states[r]), torch.as_tensor(a.actions[r]), torch.as_tensor(a.step[r]),
+                            exact_history=False)
             for name, t in vars(p).items():
                 parts.setdefault(name, []).append(t[elites].cpu())
     return {k: torch.cat(v, dim=1) for k, v in parts.items()}
@@ -87,7 +88,8 @@ def horizon_rmse(ens: DynamicsEnsemble, a: TransitionArrays, rows: np.ndarray, m
             out.append({"h": h, "n": 0, "rmse": None})
             break
         with torch.no_grad():
-            pred = ens.predict(current, torch.as_tensor(a.actions[rows[jj]]), torch.as_tensor(a.step[rows[jj]]))
+            pred = ens.predict(current, torch.as_tensor(a.actions[rows[jj]]), torch.as_tensor(a.step[rows[jj]]),
+                               exact_history=False)
             current = pred.next_mean[elites].mean(0)
         err = current.cpu().numpy()[alive] - a.next_states[rows[jj[alive]]]
         out.append({"h": h, "n": int(alive.sum()), "rmse": float(np.sqrt(np.mean(err**2)))})

@@ -70,3 +70,39 @@ def test_closed_loop_history_equals_cohort_build(history_cohort: TransitionSet, 
     for name in ("iv_fluid_previous_ml", "iv_fluid_total_ml", "vasopressor_previous_ug_kg_min"):
         np.testing.assert_allclose(joined[name].to_numpy(), joined[name + "_cl"].to_numpy(), rtol=1e-4,
                                    atol=6e-4 * 18, err_msg=name)  # 18 steps of dose rounding
+
+
+def test_model_rollouts_keep_the_history_exact(history_cohort: TransitionSet, tmp_path: Path) -> None:
+    import torch
+
+    from clinical_mborl.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics
+
+    config = DynamicsConfig(n_members=3, n_elites=2, hidden_sizes=(16,), max_epochs=2, batch_size=256, seed=3)
+    ens = fit_dynamics(history_cohort, config, quiet=True)
+    names = list(history_cohort.feature_names)
+    cols = [names.index(n) for n in ("iv_fluid_previous_ml", "iv_fluid_total_ml", "vasopressor_previous_ug_kg_min")]
+    assert [c.column for c in ens.history.columns] == cols
+    assert np.isfinite(ens.metrics["holdout"]["per_feature"]["iv_fluid_total_ml"]["nll"])  # the network's own
+    ens.save(tmp_path / "dyn")
+    loaded = DynamicsEnsemble.load(tmp_path / "dyn")
+    assert loaded.history.columns == ens.history.columns
+
+    a = history_cohort.split("test").arrays()
+    first = a.step == 0
+    state = torch.as_tensor(a.states[first])
+    steps = torch.zeros(state.shape[0], dtype=torch.long)
+    space = history_cohort.manifest.action_space
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    total = np.zeros(state.shape[0])
+    for _ in range(4):
+        action = rng.integers(space.n_actions, size=state.shape[0])
+        given = space.doses_of(action)  # the levels' median doses, in clinical units
+        pred = loaded.predict(state, torch.as_tensor(action), steps)
+        assert float(pred.next_std[..., cols].abs().max()) == 0.0
+        state = loaded.step(state, torch.as_tensor(action), steps, gen).next_states
+        raw = loaded.normalizer.inverse(state.numpy())
+        total += given[:, 0]
+        np.testing.assert_allclose(raw[:, cols[0]], given[:, 0], rtol=1e-3, atol=1e-2)
+        np.testing.assert_allclose(raw[:, cols[1]], total, rtol=1e-3, atol=1e-1)
+        np.testing.assert_allclose(raw[:, cols[2]], given[:, 1], rtol=1e-3, atol=1e-4)
+        steps = steps + 1
