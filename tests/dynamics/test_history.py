@@ -70,4 +70,3 @@ def test_no_history_columns_on_a_cohort_without_treatment_features(toy) -> None:
     from clinical_mborl.dynamics.history import history_columns
 
     assert history_columns(toy.manifest) == []
-
