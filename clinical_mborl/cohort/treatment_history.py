@@ -7,8 +7,9 @@ the first step. A dose of step k is given in `[t_k, t_k + step)`, before decisio
 features use only what was given before the decision (the temporal rule of `features`).
 
 `cohort build` computes them from the cohort's doses, and a simulator's closed loop from the
-doses it applied, with this one function. A dynamics ensemble sets them exactly from the chosen
-dose in its predictions and rollouts (`dynamics.history`).
+doses it applied, with this one function. A dynamics ensemble predicts them like any other
+state column, or sets them exactly from the chosen dose with `DynamicsConfig.exact_treatment_history`
+(`dynamics.history`; off by default, measured worse).
 
 >>> from clinical_mborl.cohort.spec import CohortSpec
 >>> spec = CohortSpec.model_validate({

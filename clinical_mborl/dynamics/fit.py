@@ -92,7 +92,8 @@ def fit_dynamics(
         elites=elites, gamma=transitions.manifest.gamma,
         reward=RewardInfo(spec.death_reward, spec.survival_reward, spec.outcome_on_truncation),
         cohort_manifest_hash=transitions.manifest_hash,
-        history=HistoryRule(history_columns(transitions.manifest), transitions.manifest.state_features),
+        history=HistoryRule(history_columns(transitions.manifest), transitions.manifest.state_features)
+        if config.exact_treatment_history else None,
     )
     ens.metrics = {
         "holdout": evaluate_holdout(ens, dm.arrays, dm.holdout_rows, spec.death_reward),

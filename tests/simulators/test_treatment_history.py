@@ -78,9 +78,15 @@ def test_model_rollouts_keep_the_history_exact(history_cohort: TransitionSet, tm
     from clinical_mborl.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics
 
     config = DynamicsConfig(n_members=3, n_elites=2, hidden_sizes=(16,), max_epochs=2, batch_size=256, seed=3)
-    ens = fit_dynamics(history_cohort, config, quiet=True)
     names = list(history_cohort.feature_names)
     cols = [names.index(n) for n in ("iv_fluid_previous_ml", "iv_fluid_total_ml", "vasopressor_previous_ug_kg_min")]
+    plain = fit_dynamics(history_cohort, config, quiet=True)  # default: the network predicts them
+    assert not plain.history and "exact_treatment_history" not in config.model_dump()
+    a0 = history_cohort.split("test").arrays()
+    p = plain.predict(torch.as_tensor(a0.states[:50]), torch.as_tensor(a0.actions[:50]), torch.as_tensor(a0.step[:50]))
+    assert float(p.next_std[..., cols].min()) > 0.0
+
+    ens = fit_dynamics(history_cohort, config.model_copy(update={"exact_treatment_history": True}), quiet=True)
     assert [c.column for c in ens.history.columns] == cols
     assert np.isfinite(ens.metrics["holdout"]["per_feature"]["iv_fluid_total_ml"]["nll"])  # the network's own
     ens.save(tmp_path / "dyn")
