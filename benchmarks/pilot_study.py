@@ -2,7 +2,7 @@
 
 The data sets are the arm's own (same seeds), so `benchmarks/paired_compare.py NEW OLD` compares
 each estimate with the one the full study made on the same data. Changes: `--fqe '{"field": value}'`
-(FQEConfig fields), `--spec PATH` (another cohort spec: a new reference, so name it with `--ref`),
+(FQEConfig fields), `--dynamics '{...}'` (the ensemble's DynamicsConfig fields), `--spec PATH` (another cohort spec: a new reference, so name it with `--ref`),
 `--lambdas L ...` (FQE's marginal-sensitivity bounds). Results: `<work>/pilot_<name>_<arm>/`.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pilot_study.py hourly msmcal 20 --lambdas 1.1 1.25
@@ -28,6 +28,7 @@ def main() -> None:
     p.add_argument("name", help="Pilot name (folder pilot_<name>_<arm>).")
     p.add_argument("reps", type=int, help="Replicates (data sets 0..R-1).")
     p.add_argument("--fqe", default="{}", help="JSON object of FQEConfig fields to change.")
+    p.add_argument("--dynamics", default="{}", help="JSON object of the study ensemble's DynamicsConfig fields to change.")
     p.add_argument("--spec", help="Cohort spec YAML replacing the study's.")
     p.add_argument("--ref", help="Reference folder name under --work (default: the arm's).")
     p.add_argument("--patients", type=int, default=1000)
@@ -40,6 +41,9 @@ def main() -> None:
     if update:
         fqe = config.ope.fqe.model_copy(update=update)
         config = config.model_copy(update={"ope": config.ope.model_copy(update={"fqe": fqe})})
+    dynamics = json.loads(a.dynamics)
+    if dynamics:
+        config = config.model_copy(update={"dynamics": config.dynamics.model_copy(update=dynamics)})
     if a.spec:
         config = config.model_copy(update={"spec_path": a.spec})
     started = time.time()
