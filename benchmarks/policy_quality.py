@@ -48,6 +48,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--updates", type=int, default=None, help="override n_updates of every learner")
     ap.add_argument("--dyn-hidden", type=int, nargs="+", default=[200, 200, 200, 200])
     ap.add_argument("--dyn-epochs", type=int, default=60)
+    ap.add_argument("--exact-history", action="store_true",
+                    help="DynamicsConfig.exact_treatment_history (specs with treatment features)")
     ap.add_argument("--work", default="/tmp/cm_policy_quality")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "policy_quality"))
     return ap.parse_args()
@@ -84,7 +86,8 @@ def main() -> None:
         t_beh = time.perf_counter() - t
         t = time.perf_counter()
         dyn = fit_dynamics(ts, DynamicsConfig(seed=seed, hidden_sizes=tuple(args.dyn_hidden),
-                                              max_epochs=args.dyn_epochs), quiet=True)
+                                              max_epochs=args.dyn_epochs,
+                                              exact_treatment_history=args.exact_history), quiet=True)
         t_dyn = time.perf_counter() - t
         print(f"seed {seed}: behaviour {t_beh:.0f}s, dynamics {t_dyn:.0f}s", flush=True)
         for algo in args.algos:
