@@ -64,8 +64,8 @@ class DynamicsConfig(StrictModel):
         False, exclude_if=lambda v: not v,  # left out of dumps (and fingerprints) when off
         description="Set the cohort's treatment-history columns exactly from the chosen dose in predictions "
         "and rollouts (`dynamics.history`) instead of using the network's prediction. Off by default: on 16 "
-        "paired simulated data sets it made the model-based estimate worse; in one demo-sized run it raised "
-        "COMBO's true value from 0.444 to 0.503 (docs/coverage.md, tenth session).")
+        "paired simulated data sets it made the model-based estimate worse; its effect on MOReL and COMBO "
+        "was within seed noise (docs/coverage.md, tenth session).")
     seed: int = Field(0, description="Seed for holdout patients, initialisation, bootstrap and shuffling.")
 
     @field_validator("fit_splits")
