@@ -68,6 +68,8 @@ def barnard_rubin_dof(within: float, between: float, n_members: int, n_patients:
     4.0
     >>> round(barnard_rubin_dof(1.0, 0.0, 5, 500), 2)  # none between: the complete-data 499, shrunk
     497.01
+    >>> round(barnard_rubin_dof(1.0, 1e-300, 5, 500), 2)  # a share whose square underflows: the same
+    497.01
     """
     m = n_members
     total = within + (1 + 1 / m) * between
@@ -76,10 +78,10 @@ def barnard_rubin_dof(within: float, between: float, n_members: int, n_patients:
     share = (1 + 1 / m) * between / total  # fraction of missing information
     nu_com = n_patients - 1
     nu_obs = (nu_com + 1) / (nu_com + 3) * nu_com * (1 - share)
-    if share <= 0:
-        return float(nu_obs)
-    nu_old = (m - 1) / share**2
-    return float(1 / (1 / nu_old + 1 / nu_obs)) if nu_obs > 0 else float(nu_old)
+    inv_old = share**2 / (m - 1)  # 1 / nu_old; 0 when the share is 0 or its square underflows
+    if nu_obs <= 0:  # all information missing (share 1): nu_old alone
+        return float(1 / inv_old)
+    return float(1 / (inv_old + 1 / nu_obs))
 
 
 def rubin_interval(member_values: np.ndarray, member_variances: np.ndarray, n_patients: int,

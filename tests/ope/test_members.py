@@ -154,3 +154,12 @@ def test_subgroup_rubin_fqe_draws_no_fqe_bootstrap_and_leaves_other_estimators_a
         assert rubin[(level, "wis")] == boot[(level, "wis")]  # the same resamples, untouched
         assert rubin[(level, "fqe")].difference == pytest.approx(boot[(level, "fqe")].difference)
         assert rubin[(level, "fqe")].ci_low != pytest.approx(boot[(level, "fqe")].ci_low)
+
+
+def test_degrees_of_freedom_survive_a_share_whose_square_underflows():
+    from clinical_mborl.ope.members import barnard_rubin_dof
+
+    # hypothesis found members agreeing to ~1e-160: (share ** 2) underflowed and divided by zero
+    tiny = barnard_rubin_dof(1e-4, 1e-320, 5, 80)
+    assert np.isfinite(tiny) and tiny == pytest.approx(barnard_rubin_dof(1e-4, 0.0, 5, 80))
+    assert barnard_rubin_dof(0.0, 1.0, 5, 80) == pytest.approx(4.0)  # all information missing: M - 1
