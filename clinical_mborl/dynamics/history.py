@@ -41,7 +41,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from clinical_mborl.cohort import CohortManifest, StateFeatureInfo
+from clinical_mborl.cohort import CohortManifest, Normalizer, StateFeatureInfo
 from clinical_mborl.core.errors import InputError
 
 
@@ -72,16 +72,14 @@ class HistoryRule:
 
     def __init__(self, columns: Sequence[HistoryColumn], state_features: Sequence[StateFeatureInfo]) -> None:
         self.columns = list(columns)
-        feats = [state_features[c.column] for c in self.columns]
-        self._index = torch.tensor([c.column for c in self.columns], dtype=torch.long)
+        cols = [c.column for c in self.columns]
+        norm = Normalizer(state_features)  # the cohort's own transform, restricted to these columns
+        self._index = torch.tensor(cols, dtype=torch.long)
         self._dimension = torch.tensor([c.dimension for c in self.columns], dtype=torch.long)
         self._cumulative = torch.tensor([c.kind == "cumulative" for c in self.columns])
-        self._log = torch.tensor([f.transform == "log_zscore" for f in feats])
-        identity = [f.transform == "none" for f in feats]
-        self._mean = torch.tensor([0.0 if i else f.mean for f, i in zip(feats, identity, strict=True)],
-                                  dtype=torch.float32)
-        self._std = torch.tensor([1.0 if i or f.std <= 0 else f.std for f, i in zip(feats, identity, strict=True)],
-                                 dtype=torch.float32)
+        self._log = torch.as_tensor(norm.log[cols], dtype=torch.bool)
+        self._mean = torch.as_tensor(norm.mean[cols], dtype=torch.float32)
+        self._std = torch.as_tensor(norm.std[cols], dtype=torch.float32)
 
     def __bool__(self) -> bool:
         return bool(self.columns)
