@@ -44,7 +44,7 @@ import copy
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -71,6 +71,12 @@ class FQEConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0, description="Adam L2 penalty.")
     n_folds: int = Field(5, ge=2, description="Patient folds when fit and evaluation patients overlap.")
     seed: int = Field(0, description="Seed of initialisation, shuffling and the members' resamples.")
+    schedule: Literal["iterative", "backward"] = Field(
+        "iterative", description="iterative: one network for every step, its target refreshed each "
+        "iteration; backward: one network per window step, fitted from the last step to the first "
+        "(`ope.fqe_backward`).")
+    steps_per_stage: int = Field(200, ge=1, description="backward schedule: gradient steps on each window "
+                                 "step's rows.")
     n_members: int = Field(5, ge=1, description="Q-networks trained together, each on a patient bootstrap "
                            "resample of the fit patients (bootstrapped FQE); 1: one fit on all patients.")
     clip_to_value_bounds: bool = Field(False, description="Clamp the bootstrapped next-state value and the "
@@ -223,7 +229,7 @@ class FittedQ:
     """A trained Q-model; `q_values` returns [n, A] in reward units (the members' average),
     clamped to `value_bounds` when set."""
 
-    net: QNetwork
+    net: nn.Module  # QNetwork, or ope.fqe_backward.StepwiseQNetwork: features [n, f] -> [M, n, outputs]
     scale: float
     value_bounds: tuple[float, float] | None = None
     n_actions: int | None = None  # the value head's width when the network has more outputs
@@ -280,6 +286,10 @@ def fit_fqe(data: FQEData, n_actions: int, gamma: float, horizon: int, config: F
     """Train one Q-model on `data` (all rows). `value_bounds` (lo, hi): bounds on any remaining
     return, used when `config.clip_to_value_bounds`."""
     config = config or FQEConfig()
+    if config.schedule == "backward":
+        from clinical_mborl.ope.fqe_backward import fit_backward_fqe  # it builds on this module
+
+        return fit_backward_fqe(data, n_actions, gamma, horizon, config, value_bounds)
     return fit_q_model(data, n_actions, n_actions, horizon, config, value_bounds,
                        lambda net, scale, bounds: FQESystem(net, gamma, scale, config, bounds))[0]
 
@@ -293,6 +303,9 @@ def fit_q_model(data: FQEData, n_actions: int, n_outputs: int, horizon: int, con
     the `n_actions` outputs from each of `head_offsets` (shared by `fit_fqe` and the sensitivity
     bounds of `ope.sensitivity`, which train several bounds in one network)."""
     check_fit_inputs(data, n_actions, value_bounds)
+    if config.schedule != "iterative":
+        raise InputError(f"FQE: the {config.schedule} schedule fits plain FQE only; the sensitivity bounds "
+                         "need schedule 'iterative'.")
     bounds = value_bounds if config.clip_to_value_bounds else None
     torch.manual_seed(config.seed)
     scale = max(float(np.abs(data.rewards).max()), 1e-8)

@@ -1,0 +1,112 @@
+"""Backward-induction FQE: tabular exactness, no feedback from earlier steps, clear refusals."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from clinical_mborl.core.errors import InputError
+from clinical_mborl.ope.fqe import FQEConfig, FQEData, fit_fqe
+from clinical_mborl.ope.fqe_backward import window_steps
+from clinical_mborl.ope.sensitivity import fit_sensitivity_fqe
+
+from .tabular import (
+    empirical_q,
+    fqe_data,
+    q_values,
+    random_mdp,
+    random_policy,
+    simulate,
+    tabular_features,
+)
+
+BACKWARD = FQEConfig(schedule="backward", hidden_sizes=(), steps_per_stage=400, batch_size=100_000,
+                     learning_rate=0.1, n_members=1)
+
+
+def with_step(data: FQEData, horizon: int) -> FQEData:
+    """Append the one-hot window step to the (t, s) one-hot features, as `ope.policy_eval` does."""
+    n_states = data.features.shape[1] // horizon
+    t = data.features.argmax(axis=1) // n_states
+    eye = np.eye(horizon, dtype=np.float32)
+    return replace(data, features=np.concatenate([data.features, eye[t]], axis=1),
+                   next_features=np.concatenate([data.next_features, eye[np.minimum(t + 1, horizon - 1)]], axis=1))
+
+
+def grid_features(horizon: int, n_states: int) -> np.ndarray:
+    feats = tabular_features_with_step(horizon, n_states)
+    return feats.reshape(-1, feats.shape[-1])
+
+
+def tabular_features_with_step(horizon: int, n_states: int) -> np.ndarray:
+    eye = np.eye(horizon, dtype=np.float32)
+    base = np.eye(horizon * n_states, dtype=np.float32).reshape(horizon, n_states, -1)
+    return np.concatenate([base, np.broadcast_to(eye[:, None, :], (horizon, n_states, horizon))], axis=2)
+
+
+@pytest.fixture(scope="module")
+def tabular():
+    mdp = random_mdp(0)
+    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
+    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=3.0)
+    ep = simulate(mdp, pi_b, 2000, np.random.default_rng(0))
+    return mdp, pi_e, ep, with_step(fqe_data(mdp, ep, pi_e), mdp.horizon)
+
+
+def test_backward_fqe_reaches_the_empirical_mdp_fixed_point(tabular):
+    mdp, pi_e, ep, data = tabular
+    assert tabular_features(mdp).shape[-1] + mdp.horizon == data.features.shape[1]
+    model = fit_fqe(data, mdp.n_actions, mdp.gamma, mdp.horizon, BACKWARD)
+    q = model.q_values(grid_features(mdp.horizon, mdp.n_states)).reshape(mdp.horizon, mdp.n_states, mdp.n_actions)
+    q_emp, counts = empirical_q(mdp, ep, pi_e)
+    seen = counts > 0
+    assert np.abs(q - q_emp)[seen].max() < 0.02
+    q_true, _ = q_values(mdp, pi_e)
+    assert np.abs(q - q_true)[seen].max() < 0.3
+
+
+def test_earlier_steps_never_feed_back_into_later_ones(tabular):
+    mdp, _, _, data = tabular
+    config = BACKWARD.model_copy(update={"hidden_sizes": (8,), "steps_per_stage": 30, "n_members": 2})
+    first = fit_fqe(data, mdp.n_actions, mdp.gamma, mdp.horizon, config)
+    t = window_steps(data.features, mdp.horizon)
+    changed = replace(data, rewards=np.where(t == 0, -data.rewards, data.rewards))  # same scale
+    second = fit_fqe(changed, mdp.n_actions, mdp.gamma, mdp.horizon, config)
+    feats = tabular_features_with_step(mdp.horizon, mdp.n_states)
+    for step in range(1, mdp.horizon):
+        np.testing.assert_array_equal(first.member_q_values(feats[step]), second.member_q_values(feats[step]))
+    assert not np.allclose(first.member_q_values(feats[0]), second.member_q_values(feats[0]))
+    # and the same fit twice is the same model
+    np.testing.assert_array_equal(first.member_q_values(feats[0]),
+                                  fit_fqe(data, mdp.n_actions, mdp.gamma, mdp.horizon, config).member_q_values(feats[0]))
+
+
+def test_window_steps_refuses_features_without_a_step_one_hot():
+    x = np.zeros((3, 5), dtype=np.float32)
+    x[:, -2] = 1.0
+    assert window_steps(x, 2).tolist() == [0, 0, 0]
+    x[1, -1] = 1.0
+    with pytest.raises(InputError, match=r"one-hot window step \(rows \[1\]"):
+        window_steps(x, 2)
+
+
+def test_sensitivity_bounds_refuse_the_backward_schedule(tabular):
+    mdp, _, _, data = tabular
+    data = replace(data, behavior_prob=np.full(len(data.actions), 0.5))
+    with pytest.raises(InputError, match="schedule 'iterative'"):
+        fit_sensitivity_fqe(data, mdp.n_actions, mdp.gamma, mdp.horizon, 1.5, "lower", BACKWARD)
+
+
+def test_steps_without_fit_rows_take_the_nearest_fitted_step(tabular):
+    mdp, _, _, data = tabular
+    t = window_steps(data.features, mdp.horizon)
+    last = mdp.horizon - 1
+    kept = data.rows((t != 1) & (t != last))  # no rows at step 1 and at the last step
+    config = BACKWARD.model_copy(update={"hidden_sizes": (4,), "steps_per_stage": 5, "n_members": 2})
+    nets = fit_fqe(kept, mdp.n_actions, mdp.gamma, mdp.horizon, config).net.nets
+    for target, source in [(1, 2), (last, last - 1)]:
+        for a, b in zip(nets[target].parameters(), nets[source].parameters(), strict=True):
+            assert a.data.equal(b.data)
+    assert not next(nets[0].parameters()).data.equal(next(nets[2].parameters()).data)
