@@ -5,6 +5,9 @@ thread pools can deadlock. They inherit one OpenMP/BLAS thread from the environm
 pool starts, and `worker_pool` limits torch to one thread in each. The serial paths of the callers
 run under `one_torch_thread`, so a parallel run gives the same numbers as a serial one.
 
+Each worker watches its parent and exits when the parent is gone (killed, say, by `kill PID` while
+a long study runs), so no orphaned worker keeps a core busy with work nobody will collect.
+
 With ``spawn`` the workers re-import the caller's ``__main__``: a script that fans out must guard
 its entry point with ``if __name__ == "__main__":`` (the CLI does).
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -54,8 +59,24 @@ def one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+PARENT_POLL_SECONDS = 1.0
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Poll the parent process id; when this process is re-parented, its parent is gone: exit."""
+    while True:
+        time.sleep(PARENT_POLL_SECONDS)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
 def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
     import torch
+
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent.pid,), daemon=True,
+                         name="exit-with-parent").start()
 
     torch.set_num_threads(1)
     if initializer is not None:
