@@ -26,9 +26,14 @@ import argparse
 import glob
 import json
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired_compare import truths as study_truths  # noqa: E402
 
 DRAWS = 4000
 
@@ -38,8 +43,7 @@ def mean_spearman(values: np.ndarray, truth: np.ndarray) -> float:
 
 
 def limits(study: str, estimator: str, seed: int = 0) -> dict[str, float]:
-    with open(os.path.join(study, "coverage.json")) as f:
-        truths = {k: v["value"] for k, v in json.load(f)["truths"].items()}
+    truths, _ = study_truths(study)
     names = list(truths)
     truth = np.array([truths[c] for c in names])
     values, evaluated = [], []

@@ -39,7 +39,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.core.lightning_logs import lightning_output
@@ -55,9 +55,9 @@ from clinical_mborl.ope.fqe import (
 )
 
 
-def window_steps(features: np.ndarray | Tensor, horizon: int) -> np.ndarray:
+def window_steps(features: np.ndarray, horizon: int) -> np.ndarray:
     """The window step of each row, read from the one-hot in the last `horizon` feature columns."""
-    tail = np.asarray(features[:, -horizon:] if isinstance(features, np.ndarray) else features[:, -horizon:].numpy())
+    tail = np.asarray(features)[:, -horizon:]
     if tail.shape[1] != horizon or not np.array_equal(tail.sum(axis=1), np.ones(len(tail))):
         bad = np.flatnonzero(tail.sum(axis=1) != 1)[:5].tolist() if tail.shape[1] == horizon else []
         raise InputError(f"backward FQE: the last {horizon} feature columns must be the one-hot window "
@@ -80,7 +80,7 @@ class StepwiseQNetwork(nn.Module):
         return int(self.nets[0].weights[0].shape[0])  # type: ignore[index]
 
     def forward(self, x: Tensor) -> Tensor:
-        steps = torch.as_tensor(window_steps(x.detach().cpu(), self.horizon), device=x.device)
+        steps = torch.as_tensor(window_steps(x.detach().cpu().numpy(), self.horizon), device=x.device)
         out: Tensor | None = None
         for t in torch.unique(steps).tolist():
             rows = steps == t
@@ -139,10 +139,11 @@ class BackwardFQESystem(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x, a, r, end, x_next, pi_next, weight, _ = batch
-        t = int(window_steps(x[:1].cpu(), self.net.horizon)[0])
+        t = int(window_steps(x[:1].cpu().numpy(), self.net.horizon)[0])
         if t != self.stage:
+            if self.last_fitted is None:
+                self.last_fitted = t  # stages run backwards: the first is the latest step with rows
             self._enter(t)
-            self.last_fitted = t if self.last_fitted is None else self.last_fitted
         with torch.no_grad():
             if t + 1 < self.net.horizon:
                 v_next = (pi_next * self.net.nets[t + 1](x_next)[..., : pi_next.shape[-1]]).sum(dim=-1)
@@ -174,9 +175,6 @@ class _StagedDataModule(FQEDataModule):
                          member_weights(data.patient, config.n_members, config.seed))
         self.sampler = _StagedBatches(window_steps(data.features, horizon), horizon, config.batch_size,  # type: ignore[assignment]
                                       config.steps_per_stage, config.seed)
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.rows, sampler=self.sampler, batch_size=None)
 
 
 def fit_backward_fqe(data: FQEData, n_actions: int, gamma: float, horizon: int, config: FQEConfig,

@@ -134,8 +134,9 @@ def ope_data(mdp: TabularMDP, ep: Episodes, pi_b: np.ndarray, pi_e: np.ndarray, 
     )
 
 
-def fqe_data(mdp: TabularMDP, ep: Episodes, pi_e: np.ndarray) -> FQEData:
-    """Flat transitions with one-hot (t, s) features: FQE on them is tabular."""
+def fqe_data(mdp: TabularMDP, ep: Episodes, pi_e: np.ndarray, with_step: bool = False) -> FQEData:
+    """Flat transitions with one-hot (t, s) features: FQE on them is tabular. `with_step` appends
+    the one-hot window step, as `ope.policy_eval` ends its features (for backward FQE)."""
     s_n, h = mdp.n_states, mdp.horizon
     eye = np.eye(h * s_n, dtype=np.float32)
     e_idx, t_idx = np.nonzero(ep.mask)
@@ -144,17 +145,37 @@ def fqe_data(mdp: TabularMDP, ep: Episodes, pi_e: np.ndarray) -> FQEData:
     end = ~nxt_exists[e_idx, t_idx]
     t_next = np.minimum(t_idx + 1, h - 1)
     s_next = ep.states[e_idx, t_next]
+    features = eye[t_idx * s_n + ep.states[e_idx, t_idx]]
+    next_features = np.where(end[:, None], 0.0, eye[t_next * s_n + s_next]).astype(np.float32)
+    if with_step:
+        steps = np.eye(h, dtype=np.float32)
+        features = np.concatenate([features, steps[t_idx]], axis=1)
+        next_features = np.concatenate([next_features, steps[t_next]], axis=1)
     return FQEData(
-        features=eye[t_idx * s_n + ep.states[e_idx, t_idx]], actions=ep.actions[e_idx, t_idx],
-        rewards=ep.rewards[e_idx, t_idx], end=end,
-        next_features=np.where(end[:, None], 0.0, eye[t_next * s_n + s_next]).astype(np.float32),
-        next_policy=pi_e[s_next], patient=e_idx,
+        features=features, actions=ep.actions[e_idx, t_idx], rewards=ep.rewards[e_idx, t_idx], end=end,
+        next_features=next_features, next_policy=pi_e[s_next], patient=e_idx,
     )
 
 
-def tabular_features(mdp: TabularMDP) -> np.ndarray:
-    """[H, S, H*S] the one-hot feature of every (t, s)."""
-    return np.eye(mdp.horizon * mdp.n_states, dtype=np.float32).reshape(mdp.horizon, mdp.n_states, -1)
+def tabular_features(mdp: TabularMDP, with_step: bool = False) -> np.ndarray:
+    """[H, S, H*S] the one-hot feature of every (t, s); [H, S, H*S + H] `with_step` (see `fqe_data`)."""
+    h, s_n = mdp.horizon, mdp.n_states
+    feats = np.eye(h * s_n, dtype=np.float32).reshape(h, s_n, -1)
+    if not with_step:
+        return feats
+    steps = np.broadcast_to(np.eye(h, dtype=np.float32)[:, None, :], (h, s_n, h))
+    return np.concatenate([feats, steps], axis=2)
+
+
+def assert_reaches_empirical_q(q: np.ndarray, mdp: TabularMDP, ep: Episodes, pi_e: np.ndarray) -> None:
+    """A tabular Q [H, S, A] equals the data's count-based MDP Q (tabular FQE's fixed point) on every
+    seen (t, s, a), and so lies near the true Q."""
+    q_emp, counts = empirical_q(mdp, ep, pi_e)
+    seen = counts > 0
+    assert np.abs(q - q_emp)[seen].max() < 0.02
+    # ... which is itself a sampling-noisy version of the true Q
+    q_true, _ = q_values(mdp, pi_e)
+    assert np.abs(q - q_true)[seen].max() < 0.3
 
 
 def empirical_q(mdp: TabularMDP, ep: Episodes, pi_e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

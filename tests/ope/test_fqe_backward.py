@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 
 from clinical_mborl.core.errors import InputError
-from clinical_mborl.ope.fqe import FQEConfig, FQEData, fit_fqe
+from clinical_mborl.ope.fqe import FQEConfig, fit_fqe
 from clinical_mborl.ope.fqe_backward import window_steps
 from clinical_mborl.ope.sensitivity import fit_sensitivity_fqe
 
 from .tabular import (
-    empirical_q,
+    assert_reaches_empirical_q,
     fqe_data,
-    q_values,
     random_mdp,
     random_policy,
     simulate,
@@ -26,45 +25,21 @@ BACKWARD = FQEConfig(schedule="backward", hidden_sizes=(), steps_per_stage=400, 
                      learning_rate=0.1, n_members=1)
 
 
-def with_step(data: FQEData, horizon: int) -> FQEData:
-    """Append the one-hot window step to the (t, s) one-hot features, as `ope.policy_eval` does."""
-    n_states = data.features.shape[1] // horizon
-    t = data.features.argmax(axis=1) // n_states
-    eye = np.eye(horizon, dtype=np.float32)
-    return replace(data, features=np.concatenate([data.features, eye[t]], axis=1),
-                   next_features=np.concatenate([data.next_features, eye[np.minimum(t + 1, horizon - 1)]], axis=1))
-
-
-def grid_features(horizon: int, n_states: int) -> np.ndarray:
-    feats = tabular_features_with_step(horizon, n_states)
-    return feats.reshape(-1, feats.shape[-1])
-
-
-def tabular_features_with_step(horizon: int, n_states: int) -> np.ndarray:
-    eye = np.eye(horizon, dtype=np.float32)
-    base = np.eye(horizon * n_states, dtype=np.float32).reshape(horizon, n_states, -1)
-    return np.concatenate([base, np.broadcast_to(eye[:, None, :], (horizon, n_states, horizon))], axis=2)
-
-
 @pytest.fixture(scope="module")
 def tabular():
     mdp = random_mdp(0)
     pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
     pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=3.0)
     ep = simulate(mdp, pi_b, 2000, np.random.default_rng(0))
-    return mdp, pi_e, ep, with_step(fqe_data(mdp, ep, pi_e), mdp.horizon)
+    return mdp, pi_e, ep, fqe_data(mdp, ep, pi_e, with_step=True)
 
 
 def test_backward_fqe_reaches_the_empirical_mdp_fixed_point(tabular):
     mdp, pi_e, ep, data = tabular
-    assert tabular_features(mdp).shape[-1] + mdp.horizon == data.features.shape[1]
     model = fit_fqe(data, mdp.n_actions, mdp.gamma, mdp.horizon, BACKWARD)
-    q = model.q_values(grid_features(mdp.horizon, mdp.n_states)).reshape(mdp.horizon, mdp.n_states, mdp.n_actions)
-    q_emp, counts = empirical_q(mdp, ep, pi_e)
-    seen = counts > 0
-    assert np.abs(q - q_emp)[seen].max() < 0.02
-    q_true, _ = q_values(mdp, pi_e)
-    assert np.abs(q - q_true)[seen].max() < 0.3
+    feats = tabular_features(mdp, with_step=True)
+    q = model.q_values(feats.reshape(-1, feats.shape[-1])).reshape(mdp.horizon, mdp.n_states, mdp.n_actions)
+    assert_reaches_empirical_q(q, mdp, ep, pi_e)
 
 
 def test_earlier_steps_never_feed_back_into_later_ones(tabular):
@@ -74,7 +49,7 @@ def test_earlier_steps_never_feed_back_into_later_ones(tabular):
     t = window_steps(data.features, mdp.horizon)
     changed = replace(data, rewards=np.where(t == 0, -data.rewards, data.rewards))  # same scale
     second = fit_fqe(changed, mdp.n_actions, mdp.gamma, mdp.horizon, config)
-    feats = tabular_features_with_step(mdp.horizon, mdp.n_states)
+    feats = tabular_features(mdp, with_step=True)
     for step in range(1, mdp.horizon):
         np.testing.assert_array_equal(first.member_q_values(feats[step]), second.member_q_values(feats[step]))
     assert not np.allclose(first.member_q_values(feats[0]), second.member_q_values(feats[0]))
