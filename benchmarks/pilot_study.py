@@ -35,8 +35,12 @@ def main() -> None:
     p.add_argument("--lambdas", type=float, nargs="+", default=())
     p.add_argument("--work", type=Path, default=Path("/tmp/clinical_mborl_studies"))
     p.add_argument("--jobs", type=int, default=2, help="Worker processes (one per core).")
+    p.add_argument("--truth-episodes", type=int, help="Closed-loop episodes per candidate's truth (default: "
+                   "StudyConfig's); the replicates do not depend on it, so a finished study can be re-summarised.")
     a = p.parse_args()
     config = study_config(a.patients, a.reps, 0, None, usual_care=a.arm, sensitivity=tuple(a.lambdas))
+    if a.truth_episodes:
+        config = config.model_copy(update={"truth_episodes": a.truth_episodes})
     update = json.loads(a.fqe)
     if update:
         fqe = config.ope.fqe.model_copy(update=update)

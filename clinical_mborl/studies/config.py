@@ -112,7 +112,7 @@ class StudyConfig(StrictModel):
         """The settings as JSON, without the fields added later while they hold their original
         behaviour (`usual_care` hourly, `ope.adjust_for_history` off,
         `ope.fqe.clip_to_value_bounds` off, no `ope.sensitivity_lambdas`, no `gate.confounding_lambda`,
-        `ope.fqe_interval` bootstrap), so that folders made before
+        `ope.fqe_interval` bootstrap, `ope.fqe.schedule` iterative), so that folders made before
         those fields existed keep their fingerprint and resume."""
         raw = self.model_dump(mode="json", exclude={"replicates"})
         if raw["usual_care"] == "hourly":
@@ -127,10 +127,18 @@ class StudyConfig(StrictModel):
             raw["gate"].pop("confounding_lambda", None)
         if raw["ope"].get("fqe_interval", "bootstrap") == "bootstrap":
             raw["ope"].pop("fqe_interval", None)
+        if raw["ope"]["fqe"].get("schedule", "iterative") == "iterative":  # steps_per_stage: backward only
+            raw["ope"]["fqe"].pop("schedule", None)
+            raw["ope"]["fqe"].pop("steps_per_stage", None)
+        # The truth's precision decides no replicate (truths are cached by their own key), so the dump
+        # holds the defaults: a study can be re-summarised against more precise truths.
+        for name in ("truth_episodes", "truth_chunk"):
+            raw[name] = type(self).model_fields[name].default
         return raw
 
     def fingerprint(self) -> str:
-        """sha256 of what determines each replicate's results (not R, not the job count)."""
+        """sha256 of what determines each replicate's results (not R, the job count or the truths'
+        episodes)."""
         return sha256_json(self._dump())
 
     def reference_fingerprint(self, spec_sha256: str) -> str:

@@ -75,6 +75,18 @@ class RankingRow(StrictModel):
     spearman_mean: float | None
     spearman_median: float | None
     share_at_least_target: float | None
+    spearman_mean_range: tuple[float, float] | None = Field(
+        None, description="Lowest and highest mean Spearman over the true orderings that the truths' Monte "
+        "Carlo error leaves open (each unresolved pair in either order); None when every pair is resolved.")
+
+
+class TruthPair(StrictModel):
+    """Two candidates whose true order the truths' Monte Carlo error does not settle."""
+
+    higher: str
+    lower: str
+    difference: float = Field(description="Truth of `higher` minus truth of `lower` (>= 0).")
+    mc_se: float = Field(description="Monte Carlo SE of the difference (paired chunk means).")
 
 
 class OverlapRow(StrictModel):
@@ -159,29 +171,62 @@ def coverage_rows(results: Sequence[dict[str, Any]], truths: Mapping[str, tuple[
     return rows
 
 
-def ranking_rows(results: Sequence[dict[str, Any]], truths: Mapping[str, float]) -> list[RankingRow]:
-    """Per-replicate Spearman correlation of each estimator's values with the truths, across candidates."""
+MAX_UNRESOLVED_PAIRS = 8
+"""Unresolved truth pairs beyond which `ranking_rows` does not enumerate the orderings (2^k)."""
+
+
+def ranking_rows(results: Sequence[dict[str, Any]], truths: Mapping[str, float],
+                 unresolved: Sequence[TruthPair] = ()) -> list[RankingRow]:
+    """Per-replicate Spearman correlation of each estimator's values with the truths, across candidates.
+
+    `unresolved`: candidate pairs whose true order is within the truths' Monte Carlo error; the mean
+    Spearman is also computed with each subset of them swapped (`spearman_mean_range`).
+
+    >>> reps = [{"candidates": {c: {"estimates": {"e": {"value": v}}} for c, v in zip("abc", x)}}
+    ...         for x in ([0.1, 0.2, 0.3], [0.1, 0.2, 0.3], [0.1, 0.3, 0.2])]
+    >>> row = ranking_rows(reps, {"a": 0.1, "b": 0.2, "c": 0.21}, [TruthPair(higher="c", lower="b",
+    ...                    difference=0.01, mc_se=0.01)])[0]
+    >>> round(row.spearman_mean, 3), [round(x, 3) for x in row.spearman_mean_range]
+    (0.833, [0.667, 0.833])
+    """
     reps = ok_replicates(results)
     names = list(truths)
     estimators = sorted({e for r in reps for c in names if c in r["candidates"]
                          for e in r["candidates"][c]["estimates"]})
-    out = []
     target = np.array([truths[c] for c in names])
+    orderings = _truth_orderings(target, names, unresolved)
+    out = []
     for est in estimators:
-        rhos = []
+        values = []
         for r in reps:
             vals = [r["candidates"].get(c, {}).get("estimates", {}).get(est, {}).get("value") for c in names]
-            if any(v is None or not math.isfinite(v) for v in vals):
-                continue
-            rho = spearmanr(np.array(vals, dtype=np.float64), target).statistic
-            if np.isfinite(rho):
-                rhos.append(float(rho))
-        if not rhos:
+            if not any(v is None or not math.isfinite(v) for v in vals):
+                values.append(np.array(vals, dtype=np.float64))
+        means = []
+        for truth in [target, *orderings]:
+            rhos = [spearmanr(v, truth).statistic for v in values]
+            means.append([float(x) for x in rhos if np.isfinite(x)])
+        arr = np.array(means[0])
+        if not arr.size:
             continue  # e.g. the clinician-only on-policy estimate: no ranking across candidates
-        arr = np.array(rhos)
-        out.append(RankingRow(estimator=est, n_replicates=len(rhos), spearman_mean=_mean(arr),
-                              spearman_median=float(np.median(arr)) if arr.size else None,
-                              share_at_least_target=_mean(arr >= SPEARMAN_TARGET) if arr.size else None))
+        span = [float(np.mean(m)) for m in means if m]
+        out.append(RankingRow(estimator=est, n_replicates=arr.size, spearman_mean=_mean(arr),
+                              spearman_median=float(np.median(arr)), share_at_least_target=_mean(arr >= SPEARMAN_TARGET),
+                              spearman_mean_range=(min(span), max(span)) if orderings else None))
+    return out
+
+
+def _truth_orderings(target: np.ndarray, names: list[str], unresolved: Sequence[TruthPair]) -> list[np.ndarray]:
+    """The truth vector with each non-empty subset of the unresolved pairs swapped."""
+    pairs = [(names.index(p.higher), names.index(p.lower)) for p in unresolved
+             if p.higher in names and p.lower in names][:MAX_UNRESOLVED_PAIRS]
+    out = []
+    for mask in range(1, 2 ** len(pairs)):
+        truth = target.copy()
+        for bit, (i, j) in enumerate(pairs):
+            if mask >> bit & 1:
+                truth[[i, j]] = truth[[j, i]]
+        out.append(truth)
     return out
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from clinical_mborl.simulators.sepsis.ground_truth import Z95
 from clinical_mborl.studies.coverage import COVERAGE_RANGE, LOWER_BOUND_TARGET, SPEARMAN_TARGET
 from clinical_mborl.studies.gate_summary import REFUSAL_TARGET
+from clinical_mborl.studies.truth import paired_difference
 
 
 def _num(x: float | None, nd: int = 3) -> str:
@@ -67,8 +68,7 @@ def _truth_table(result: Any) -> list[str]:
     clin = result.truths["clinician"]
     rows = []
     for c, t in result.truths.items():
-        d = t.value - clin.value
-        se = 0.0 if c == "clinician" else (t.mc_se**2 + clin.mc_se**2) ** 0.5
+        d, se = (0.0, 0.0) if c == "clinician" else paired_difference(t, clin)
         rows.append([c, _num(t.value), f"±{_num(Z95 * t.mc_se)}", _pct(t.mortality),
                      "—" if c == "clinician" else f"{d:+.3f} ±{Z95 * se:.3f}", t.evaluated])
     return ["## Truth (closed loop)", "",
@@ -103,9 +103,18 @@ def render_coverage(result: Any) -> str:
     lines += _table(["estimator", "candidate", "n", "coverage", "LB valid", "Δ coverage", "Δ LB valid",
                      "width", "bias", "RMSE", "mean ESS", "projected"], rows)
     lines += ["## Ranking across candidates (Spearman vs truth, per replicate)", ""]
-    lines += _table(["estimator", "replicates", "mean", "median", f"share ≥ {SPEARMAN_TARGET}"],
+    pairs = result.unresolved_truth_pairs
+    lines += _table(["estimator", "replicates", "mean", "median", f"share ≥ {SPEARMAN_TARGET}",
+                     "mean, unresolved truth pairs in either order"],
                     [[r.estimator, str(r.n_replicates), _num(r.spearman_mean), _num(r.spearman_median),
-                      _pct(r.share_at_least_target)] for r in result.ranking])
+                      _pct(r.share_at_least_target),
+                      "—" if r.spearman_mean_range is None else "–".join(_num(x) for x in r.spearman_mean_range)]
+                     for r in result.ranking])
+    if pairs:
+        lines += ["- True order within the truths' Monte Carlo error (|Δ| < 1.96 SE, paired chunks): "
+                        + "; ".join(f"{p.higher} vs {p.lower} ({p.difference:+.4f} ±{Z95 * p.mc_se:.4f})"
+                                    for p in pairs)
+                        + ". The last column ranks against each order of these pairs.", ""]
     ch = result.choice
     if ch is not None:
         lines += ["## Which estimator the gate should use", "",
@@ -121,10 +130,18 @@ def render_coverage(result: Any) -> str:
                          for e, p in ch.per_estimator.items()])
         lines += [f"- Chosen: **{ch.chosen}** — {ch.reason}. Meets targets: {'yes' if ch.meets_targets else 'NO'}.",
                   f"- Best ranking: **{ch.best_ranking}** (mean Spearman {_num(ch.best_spearman)}; target "
-                  f"{SPEARMAN_TARGET}).", ""]
+                  f"{SPEARMAN_TARGET}){_ranking_range(result, ch.best_ranking)}.", ""]
     if result.errors:
         lines += ["## Replicates refused by the pipeline", "", *[f"- {e}" for e in result.errors], ""]
     return "\n".join(lines)
+
+
+def _ranking_range(result: Any, estimator: str | None) -> str:
+    row = next((r for r in result.ranking if r.estimator == estimator), None)
+    if row is None or row.spearman_mean_range is None:
+        return ""
+    low, high = row.spearman_mean_range
+    return f"; {_num(low)}–{_num(high)} over the true orders the truths' Monte Carlo error leaves open"
 
 
 def render_gate(result: Any) -> str:

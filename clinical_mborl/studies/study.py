@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from pydantic import Field
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.core.io import atomic_write_json, atomic_write_text
 from clinical_mborl.core.models import StrictModel
+from clinical_mborl.simulators.sepsis.ground_truth import Z95
 from clinical_mborl.studies.candidates import check_candidates, resolve_kind
 from clinical_mborl.studies.config import StudyConfig
 from clinical_mborl.studies.coverage import (
@@ -33,6 +33,7 @@ from clinical_mborl.studies.coverage import (
     GateEstimatorChoice,
     OverlapRow,
     RankingRow,
+    TruthPair,
     coverage_rows,
     ok_replicates,
     overlap_rows,
@@ -44,7 +45,7 @@ from clinical_mborl.studies.parallel import default_jobs, iter_tasks
 from clinical_mborl.studies.reference import load_base_spec, prepare_reference
 from clinical_mborl.studies.render import render_coverage, render_gate
 from clinical_mborl.studies.replicate import replicate_task
-from clinical_mborl.studies.truth import TruthRecord, compute_truths
+from clinical_mborl.studies.truth import TruthRecord, compute_truths, paired_difference
 
 StudyKind = Literal["coverage", "gate"]
 REPLICATES_DIR = "replicates"
@@ -74,6 +75,8 @@ class StudyResult(StrictModel):
     overlap: list[OverlapRow] = Field(default_factory=list)
     coverage: list[CoverageRow] = Field(default_factory=list)
     ranking: list[RankingRow] = Field(default_factory=list)
+    unresolved_truth_pairs: list[TruthPair] = Field(
+        default_factory=list, description="Candidate pairs whose true order lies within 1.96 Monte Carlo SE.")
     choice: GateEstimatorChoice | None = None
     gate: list[GateRow] = Field(default_factory=list)
     verdict: GateStudyVerdict | None = None
@@ -140,8 +143,7 @@ def summarise(kind: StudyKind, config: StudyConfig, results: list[dict[str, Any]
     """Aggregate replicate results against the truths into a `StudyResult`."""
     clin = truths["clinician"]
     values = {c: (t.value, t.mc_se) for c, t in truths.items()}
-    diffs = {c: (t.value - clin.value, 0.0 if c == "clinician" else math.hypot(t.mc_se, clin.mc_se))
-             for c, t in truths.items()}
+    diffs = {c: (0.0, 0.0) if c == "clinician" else paired_difference(t, clin) for c, t in truths.items()}
     ok = ok_replicates(results)
     errors = [f"replicate {r['replicate']}: {r['error']}" for r in results if "error" in r]
     seconds = [r["seconds"] for r in results if "seconds" in r]
@@ -156,11 +158,25 @@ def summarise(kind: StudyKind, config: StudyConfig, results: list[dict[str, Any]
     )
     if kind == "coverage":
         rows = coverage_rows(results, values, diffs)
-        ranking = ranking_rows(results, {c: v for c, (v, _) in values.items()})
+        unresolved = unresolved_pairs(truths)
+        ranking = ranking_rows(results, {c: v for c, (v, _) in values.items()}, unresolved)
         reward = load_base_spec(config.spec_path).reward
         span = abs(reward.survival_reward - reward.death_reward)  # width of the outcome-return range
-        return StudyResult(**common, coverage=rows, ranking=ranking,
+        return StudyResult(**common, coverage=rows, ranking=ranking, unresolved_truth_pairs=unresolved,
                            choice=select_gate_estimator(rows, ranking, diffs, max_width=span))
     learned = [c for c in config.candidates if resolve_kind(c) == "learned"]
     rows_g = gate_rows(results, {c: d for c, d in diffs.items() if c != "clinician"})
     return StudyResult(**common, gate=rows_g, verdict=gate_verdict(rows_g, learned))
+
+
+def unresolved_pairs(truths: dict[str, TruthRecord]) -> list[TruthPair]:
+    """Candidate pairs whose truths differ by less than 1.96 paired Monte Carlo SE (order not settled)."""
+    names = list(truths)
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            diff, se = paired_difference(truths[a], truths[b])
+            if abs(diff) < Z95 * se:
+                hi, lo = (a, b) if diff >= 0 else (b, a)
+                out.append(TruthPair(higher=hi, lower=lo, difference=abs(diff), mc_se=se))
+    return out

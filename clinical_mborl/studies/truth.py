@@ -15,8 +15,9 @@ What is evaluated is exactly what the OPE estimates:
 `truth_episodes` episodes are run in chunks of `truth_chunk` with the SAME chunk seeds for every
 candidate (common random numbers: the same simulated patients). The chunk means are pooled by
 their included counts; the Monte Carlo SE of the value is sqrt(sum n_k^2 se_k^2) / sum n_k. The
-SE of a difference between two candidates is reported conservatively as sqrt(se_1^2 + se_2^2)
-(common random numbers only make it smaller).
+SE of a difference between two candidates comes from their paired chunk means
+(`paired_difference`), which keeps the common random numbers' correlation; truths cached with
+fewer chunk means fall back to the conservative sqrt(se_1^2 + se_2^2).
 
 >>> pool_chunks("x", "x", 0.01, "softened", [{"value": 0.5, "se": 0.02, "included": 100, "deaths": 20},
 ...                                           {"value": 0.3, "se": 0.02, "included": 100, "deaths": 30}]).value
@@ -61,6 +62,10 @@ class TruthRecord(StrictModel):
     chunks: int
     seconds: float
     key: str
+    chunk_values: list[float] = Field(default_factory=list, description="Each chunk's mean (the same simulated "
+                                      "patients for every candidate), for paired Monte Carlo errors; empty in "
+                                      "truths cached before they were kept.")
+    chunk_included: list[int] = Field(default_factory=list, description="Each chunk's included episodes.")
 
 
 def truth_key(candidate: str, config: StudyConfig, reference_fingerprint: str) -> str:
@@ -109,7 +114,39 @@ def pool_chunks(candidate: str, policy_name: str, eps: float, evaluated: str, ch
         value=value, mc_se=se, value_ci_low=value - Z95 * se, value_ci_high=value + Z95 * se,
         mortality=sum(c["deaths"] for c in chunks) / n, episodes=sum(c.get("episodes", 0) for c in chunks),
         included=n, chunks=len(chunks), seconds=sum(c.get("seconds", 0.0) for c in chunks), key=key,
+        chunk_values=[float(c["value"]) for c in chunks], chunk_included=[int(c["included"]) for c in chunks],
     )
+
+
+MIN_PAIRED_CHUNKS = 10
+"""Chunks both truths need before their difference's error is estimated from paired chunk means."""
+
+
+def paired_difference(a: TruthRecord, b: TruthRecord) -> tuple[float, float]:
+    """`a.value - b.value` and its Monte Carlo SE.
+
+    Chunk k simulates the same patients for every candidate, so the chunk differences carry the
+    common random numbers' correlation: SE^2 = K / (K - 1) * sum_k w_k^2 (d_k - d)^2 with w_k the
+    chunk's share of the included episodes. With fewer than `MIN_PAIRED_CHUNKS` aligned chunks the
+    conservative sqrt(se_a^2 + se_b^2) is returned (a variance from a handful of chunks is itself
+    too uncertain).
+
+    >>> t = lambda v: pool_chunks("x", "x", 0.0, "", [{"value": x, "se": 0.1, "included": 10, "deaths": 0}
+    ...                                                for x in v])
+    >>> d, se = paired_difference(t([0.5 + k / 100 for k in range(10)]), t([0.4 + k / 100 for k in range(10)]))
+    >>> round(d, 6), round(se, 12)  # a constant difference in every chunk: no Monte Carlo error
+    (0.1, 0.0)
+    """
+    diff = a.value - b.value
+    k = len(a.chunk_values)
+    if k < MIN_PAIRED_CHUNKS or len(b.chunk_values) != k:
+        return diff, math.hypot(a.mc_se, b.mc_se)
+    d = [x - y for x, y in zip(a.chunk_values, b.chunk_values, strict=True)]
+    n = [(x + y) / 2 for x, y in zip(a.chunk_included, b.chunk_included, strict=True)]
+    w = [x / sum(n) for x in n]
+    mean = sum(wi * di for wi, di in zip(w, d, strict=True))
+    var = k / (k - 1) * sum((wi * (di - mean)) ** 2 for wi, di in zip(w, d, strict=True))
+    return diff, math.sqrt(var)
 
 
 def describe(candidate: str, eps: float, usual_care: str = "hourly") -> str:
@@ -143,8 +180,10 @@ def compute_truths(config: StudyConfig, ref_dir: str | Path, reference_fingerpri
         log(f"truth: {len(missing)} candidate(s) x {config.truth_episodes} closed-loop episodes")
         tasks = [(c, k, n) for c in missing for k, n in enumerate(sizes)]
         done: dict[str, list[dict[str, Any]]] = {c: [] for c in missing}
-        for (name, _, n), out in iter_tasks(truth_chunk_task, tasks, jobs, ref_dir, config.model_dump_json()):
-            done[name].append({**out, "episodes": n})
+        for (name, index, n), out in iter_tasks(truth_chunk_task, tasks, jobs, ref_dir, config.model_dump_json()):
+            done[name].append({**out, "episodes": n, "index": index})
+        for chunks in done.values():
+            chunks.sort(key=lambda c: c["index"])  # chunk k: the same simulated patients for every candidate
         eps = config.ope.soften_epsilon
         for c in missing:
             cache[keys[c]] = pool_chunks(c, done[c][0]["policy_name"], 0.0 if c == "clinician" else eps,

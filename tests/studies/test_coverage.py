@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from clinical_mborl.studies.coverage import (
+    TruthPair,
     coverage_rows,
     ranking_rows,
     select_gate_estimator,
@@ -73,6 +74,21 @@ def test_spearman_is_computed_per_replicate_across_candidates():
             {"candidates": {c: {"estimates": {"wis": reversed_[c]}} for c in truths}}]
     row = ranking_rows(reps, truths)[0]
     assert (row.n_replicates, row.spearman_mean, row.spearman_median, row.share_at_least_target) == (2, 0.0, 0.0, 0.5)
+
+
+def test_spearman_range_swaps_each_unresolved_truth_pair():
+    truths = {"a": 0.1, "b": 0.2, "c": 0.21, "d": 0.5}
+    # every replicate puts c below b: right only if the near-tie b/c is truly ordered the other way
+    reps = [{"candidates": {c: {"estimates": {"wis": entry(v, 0.0, 1.0, 0.0)}}
+                            for c, v in {"a": 0.1, "b": 0.3, "c": 0.2, "d": 0.6}.items()}}]
+    row = ranking_rows(reps, truths, [TruthPair(higher="c", lower="b", difference=0.01, mc_se=0.01)])[0]
+    assert row.spearman_mean == pytest.approx(0.8)
+    assert row.spearman_mean_range == pytest.approx((0.8, 1.0))
+    assert ranking_rows(reps, truths)[0].spearman_mean_range is None
+    two = [TruthPair(higher="c", lower="b", difference=0.01, mc_se=0.01),
+           TruthPair(higher="d", lower="a", difference=0.4, mc_se=0.3)]
+    # four orders: as is 0.8, b/c swapped 1.0, a/d swapped -1.0, both -0.8
+    assert ranking_rows(reps, truths, two)[0].spearman_mean_range == pytest.approx((-1.0, 1.0))
 
 
 def test_gate_estimator_selection_applies_both_targets():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -123,7 +124,18 @@ def test_settings_added_later_keep_old_fingerprints_until_they_are_used():
     del old["ope"]["sensitivity_lambdas"]
     del old["gate"]["confounding_lambda"]
     del old["ope"]["fqe_interval"]
+    del old["ope"]["fqe"]["schedule"], old["ope"]["fqe"]["steps_per_stage"]
+    old["truth_episodes"], old["truth_chunk"] = 20000, 5000  # the defaults every study folder was made with
     assert base.fingerprint() == core_io.sha256_json(old)
+    # the defaults' fingerprint, pinned: the R = 200 study folders since the ninth session carry it, and a
+    # field added to StudyConfig, OPEConfig or FQEConfig must leave it alone while it holds the old behaviour
+    assert StudyConfig().fingerprint() == "6ce55132151c619e0a83781a8a335a7444b89d09348efb1f0fb31381ad9d1a01"
+    # no replicate depends on the truths' precision: a finished study can be re-summarised with more episodes
+    assert tiny_config(truth_episodes=999, truth_chunk=333).fingerprint() == base.fingerprint()
+    backward = tiny_config(ope=base.ope.model_copy(update={"fqe": base.ope.fqe.model_copy(
+        update={"schedule": "backward"})}))
+    stages = tiny_config(ope=base.ope.model_copy(update={"fqe": base.ope.fqe.model_copy(
+        update={"schedule": "backward", "steps_per_stage": 7})}))
     at_steps = tiny_config(usual_care="at-steps")
     history = tiny_config(ope=base.ope.model_copy(update={"adjust_for_history": True}))
     clamp = tiny_config(ope=base.ope.model_copy(update={"fqe": base.ope.fqe.model_copy(
@@ -131,7 +143,7 @@ def test_settings_added_later_keep_old_fingerprints_until_they_are_used():
     msm = tiny_config(ope=base.ope.model_copy(update={"sensitivity_lambdas": (2.0,)}))
     rubin = tiny_config(ope=base.ope.model_copy(update={"fqe_interval": "rubin"}))
     assert len({base.fingerprint(), at_steps.fingerprint(), history.fingerprint(), clamp.fingerprint(),
-                msm.fingerprint(), rubin.fingerprint()}) == 6
+                msm.fingerprint(), rubin.fingerprint(), backward.fingerprint(), stages.fingerprint()}) == 8
     # the arm changes the policy-training data too: its own reference (and truth cache)
     assert base.reference_fingerprint("spec") != at_steps.reference_fingerprint("spec")
     assert base.reference_fingerprint("spec") == history.reference_fingerprint("spec")
@@ -179,3 +191,23 @@ def test_the_markov_arm_doses_with_the_reference_clinician_model(study, tmp_path
     assert isinstance(truth_policy("clinician", None, ref.behavior, 0.01), UsualCare)
     assert truth_key("clinician", markov, "r") != truth_key("clinician", tiny_config(), "r")
     assert truth_key("bc", markov, "r") == truth_key("bc", tiny_config(), "r")
+
+
+def test_truth_pairs_within_their_monte_carlo_error_are_listed_as_unresolved():
+    from clinical_mborl.studies.study import unresolved_pairs
+    from clinical_mborl.studies.truth import pool_chunks
+
+    rng = np.random.default_rng(1)
+    patients = rng.normal(0.0, 0.05, size=20)  # chunk k: the same simulated patients for every candidate
+
+    def rec(shift: float):
+        return pool_chunks("x", "x", 0.01, "", [{"value": 0.5 + shift + p + rng.normal(0, 0.002), "se": 0.05,
+                                                 "included": 1000, "deaths": 0} for p in patients])
+
+    truths = {"clinician": rec(0.0), "near": rec(0.001), "apart": rec(0.01), "far": rec(0.05)}
+    # paired SE of a difference ~0.0006: 0.001 is within 1.96 SE, 0.01 is not
+    assert {(p.higher, p.lower) for p in unresolved_pairs(truths)} == {("near", "clinician")}
+    # without the chunk means (independent errors, SE ~0.016) 0.01 apart is not resolved either
+    bare = {c: t.model_copy(update={"chunk_values": [], "chunk_included": []}) for c, t in truths.items()}
+    assert {(p.higher, p.lower) for p in unresolved_pairs(bare)} == {
+        ("near", "clinician"), ("apart", "clinician"), ("apart", "near")}

@@ -96,3 +96,49 @@ def test_truth_cache_key_depends_on_softening_and_episodes():
 def test_unknown_candidates_are_refused():
     with pytest.raises(InputError, match="expected clinician"):
         resolve_kind("morel-please")
+
+
+def _record(values: np.ndarray, included: int = 500, se: float = 0.05) -> truth.TruthRecord:
+    return truth.pool_chunks("x", "x", 0.01, "softened", [
+        {"value": float(v), "se": se, "included": included, "deaths": 0} for v in values])
+
+
+def test_pooled_truth_keeps_its_chunk_means_in_order():
+    rec = _record(np.array([0.3, 0.5, 0.4]), included=7)
+    assert rec.chunk_values == [0.3, 0.5, 0.4] and rec.chunk_included == [7, 7, 7]
+
+
+def test_paired_difference_error_matches_the_spread_of_differences_under_common_random_numbers():
+    rng = np.random.default_rng(0)
+    k, draws = 20, 4000
+    patients = rng.normal(0.0, 0.05, size=(draws, k))  # the same simulated patients in chunk k for both
+    # (each chunk mean's own SE, 0.05, is what `_record` gives the pooled value's independent error)
+    a = 0.53 + patients + rng.normal(0.0, 0.01, size=(draws, k))
+    b = 0.50 + patients + rng.normal(0.0, 0.01, size=(draws, k))
+    diffs, ses = zip(*(truth.paired_difference(_record(x), _record(y)) for x, y in zip(a, b, strict=True)),
+                     strict=True)
+    # the estimated SE is right on average (squared), and far below the independent-samples formula
+    assert np.mean(np.square(ses)) == pytest.approx(np.var(diffs), rel=0.1)
+    assert np.mean(diffs) == pytest.approx(0.03, abs=1e-3)
+    rec_a, rec_b = _record(a[0]), _record(b[0])
+    assert truth.paired_difference(rec_a, rec_b)[1] < 0.5 * np.hypot(rec_a.mc_se, rec_b.mc_se)
+
+
+def test_paired_difference_falls_back_to_the_conservative_error_with_few_chunks():
+    a, b = _record(np.full(truth.MIN_PAIRED_CHUNKS - 1, 0.5)), _record(np.full(truth.MIN_PAIRED_CHUNKS - 1, 0.4))
+    assert truth.paired_difference(a, b) == pytest.approx((0.1, np.hypot(a.mc_se, b.mc_se)))
+    old = a.model_copy(update={"chunk_values": [], "chunk_included": []})  # cached before chunk means were kept
+    assert truth.paired_difference(old, b)[1] == pytest.approx(np.hypot(a.mc_se, b.mc_se))
+
+
+def test_truth_chunks_are_pooled_in_chunk_order_whatever_order_the_workers_finish(monkeypatch, tmp_path):
+    def finish_backwards(fn, tasks, jobs, ref_dir, config_json):
+        for name, index, n in reversed(tasks):
+            yield (name, index, n), {"value": index / 10, "se": 0.01, "included": n, "policy_name": name,
+                                     "deaths": 0, "seconds": 0.0}
+
+    monkeypatch.setattr(truth, "iter_tasks", finish_backwards)
+    config = StudyConfig(policies=("no-treatment",), truth_episodes=300, truth_chunk=100)
+    got = truth.compute_truths(config, tmp_path, "ref", jobs=1, log=lambda s: None)
+    assert got["no-treatment"].chunk_values == [0.0, 0.1, 0.2] == got["clinician"].chunk_values
+    assert truth.load_truths(tmp_path)[got["clinician"].key] == got["clinician"]
