@@ -102,7 +102,9 @@ def _command(kind: str):  # type: ignore[no-untyped-def]
         reference: Path | None = typer.Option(None, "--reference", help="Reference folder (spec, policy-training "
                                               "data, learned candidates, truth cache) to share; default OUT/reference."),
         spec: Path | None = typer.Option(None, "--spec", help="Discrete cohort spec the study spec derives from."),
-        truth_episodes: int | None = typer.Option(None, "--truth-episodes", help="Closed-loop episodes per candidate."),
+        truth_episodes: int | None = typer.Option(None, "--truth-episodes", help="Closed-loop episodes per candidate "
+                                                  "(default 20000); no replicate depends on it, so re-running a finished "
+                                                  "study with more re-summarises it against more precise truths."),
         training_patients: int | None = typer.Option(None, "--training-patients", help="Policy-training patients."),
         test_share: float | None = typer.Option(None, "--test-share", help="Share of each data set evaluated."),
         usual_care: str | None = typer.Option(None, "--usual-care", help="Who doses each data set: hourly (default; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,18 @@ def test_the_gate_study_reuses_the_replicates(study):
     replicate = json.loads((out / "replicates" / "rep_00000.json").read_text())
     assert replicate["candidates"]["bc"]["gate"]["status"] in ("pass", "fail", "inconclusive")
     assert "gate" not in replicate["candidates"]["clinician"]
+
+
+def test_a_finished_study_is_re_summarised_against_more_precise_truths(study, tmp_path):
+    out, coverage, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    again = run_study("coverage", tiny_config(truth_episodes=200), copy, jobs=1, log=lambda _: None)
+    assert again.timing.replicates_run == 0 and again.n_replicates == 3
+    assert {t.episodes for t in again.truths.values()} == {200} and again.truths != coverage.truths
+    # the first 100 episodes are the same simulated patients: chunk 0 is shared, chunk 1 is new
+    for c, t in again.truths.items():
+        assert t.chunk_values[0] == coverage.truths[c].chunk_values[0] and len(t.chunk_values) == 2
 
 
 def test_other_settings_in_the_same_folder_are_refused(study):
