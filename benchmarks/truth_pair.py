@@ -14,7 +14,6 @@ reference's truth cache; the result is printed (and saved with --out as JSON).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
