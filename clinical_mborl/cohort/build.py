@@ -53,21 +53,32 @@ class EHRInput:
     source_files: dict[str, str]
 
 
-def open_ehr(ehr_dir: str | Path, validate: bool = True) -> EHRInput:
+def open_ehr(ehr_dir: str | Path, validate: bool = True, streaming_validation: bool = False) -> EHRInput:
     """Read (and by default validate with `check_ehr`) the canonical tables in `ehr_dir`.
 
-    Without validation the large tables are only scanned (lazy, streaming); validate a folder
-    at least once (`clinical-mborl cohort validate`) before building without it.
+    With `streaming_validation` the same rules are checked on lazy scans
+    (`ehr.scan_validate_folder`) and the large tables are never read into memory whole. Without
+    validation they are only scanned; validate a folder at least once (`clinical-mborl cohort
+    validate`) before building without it.
     """
     from clinical_mborl.ehr import check_ehr, locate_tables, read_ehr, scan_ehr
 
-    if validate:
+    if validate and not streaming_validation:
         tables = read_ehr(ehr_dir)
         check_ehr(tables)
         return EHRInput(tables.stays, tables.measurements.lazy(), tables.treatments.lazy(),
                         dict(tables.source_files))
+    if validate:
+        from clinical_mborl.core.errors import ValidationFailed
+        from clinical_mborl.ehr.scan_validate import scan_validate_folder
+
+        report = scan_validate_folder(ehr_dir)
+        if not report.ok:
+            raise ValidationFailed(report.violation_objects(), context="EHR tables")
+        hashes = dict(report.source_files)
+    else:
+        hashes = {p.name: sha256_file(p) for p in locate_tables(ehr_dir).values()}
     lazy = scan_ehr(ehr_dir)
-    hashes = {p.name: sha256_file(p) for p in locate_tables(ehr_dir).values()}
     return EHRInput(lazy["stays"].collect(), lazy["measurements"], lazy["treatments"], hashes)
 
 
@@ -79,13 +90,15 @@ def build_cohort(
     progress: bool = True,
     validate: bool = True,
     streaming: bool = True,
+    streaming_validation: bool = False,
 ) -> CohortManifest:
     """Build the cohort of `spec` from the tables in `ehr_dir` into `out_dir` (CONTRACTS.md §3).
 
     Writes `transitions.parquet` and `manifest.json` atomically and returns the manifest.
     `out_dir` is replaced if it holds a previous cohort; any other non-empty folder is refused.
     Raises `InputError` (exit code 2) for invalid tables, unconvertible units, or duplicates
-    when the spec says `duplicates: error`.
+    when the spec says `duplicates: error`. `streaming_validation` checks the tables on lazy scans
+    (`open_ehr`): for extracts larger than memory.
 
     >>> build_cohort(spec, "ehr/", "out/cohort", progress=False)  # doctest: +SKIP
     """
@@ -96,7 +109,7 @@ def build_cohort(
             "or a previous `cohort build` output to replace. Choose another --out."
         )
     with tqdm(total=8, desc="cohort build", disable=not progress, leave=False) as bar:
-        inputs = open_ehr(ehr_dir, validate=validate)
+        inputs = open_ehr(ehr_dir, validate=validate, streaming_validation=streaming_validation)
         bar.update()
         frame, manifest = build_transitions(spec, inputs, streaming=streaming, bar=bar)
         with atomic_directory(out) as tmp:

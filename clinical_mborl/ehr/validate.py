@@ -74,7 +74,7 @@ def _stays_rules() -> list[Rule]:
     ]
 
 
-def _unknown_stay(table: str, stay_ids: pl.Series) -> Rule:
+def unknown_stay_rule(table: str, stay_ids: pl.Series) -> Rule:
     return Rule(R.UNKNOWN_STAY_ID, table, "stay_id", ("stay_id",),
                 pl.col("stay_id").is_not_null() & ~pl.col("stay_id").is_in(stay_ids.implode()),
                 "every stay_id must exist in stays; add the stay or drop its rows")
@@ -123,6 +123,14 @@ def _duplicate_rule(table: str) -> Rule:
     cols = TABLES[table].columns
     return Rule(R.DUPLICATE_ROWS, table, "*", tuple(cols), ~pl.struct(cols).is_first_distinct(),
                 "exact repeats of an earlier row; the cohort spec decides whether to drop them")
+
+
+def table_rules(table: str) -> list[Rule]:
+    """The rules of one table beyond required columns and known stays, in report order."""
+    if table == "stays":
+        return _stays_rules()
+    specific = _measurement_rules() if table == "measurements" else _treatment_rules()
+    return [*specific, _duplicate_rule(table)]
 
 
 def evaluate_rules(df: pl.DataFrame, rules: list[Rule], missing: frozenset[str] = frozenset()) -> list[Violation]:
@@ -205,13 +213,9 @@ def validate_ehr(tables: EHRTables) -> ValidationReport:
     for name, df in frames.items():
         issues = tables.issues_of(name)
         rules = _null_rules(tables, name)
-        if name == "stays":
-            rules += _stays_rules()
-        else:
-            if stay_ids is not None:
-                rules.append(_unknown_stay(name, stay_ids))
-            rules += _measurement_rules() if name == "measurements" else _treatment_rules()
-            rules.append(_duplicate_rule(name))
+        if name != "stays" and stay_ids is not None:
+            rules.append(unknown_stay_rule(name, stay_ids))
+        rules += table_rules(name)
         found = evaluate_rules(df, rules, issues.missing_columns)
         errors += list(issues.violations) + [v for v in found if v.reason in R.ERROR_REASONS]
         warnings += [v for v in found if v.reason in R.WARNING_REASONS]

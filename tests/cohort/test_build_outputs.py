@@ -84,6 +84,26 @@ def test_same_input_gives_byte_identical_outputs(tmp_path: Path) -> None:
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "c" / file).read_bytes()
 
 
+def test_streaming_validation_builds_the_same_cohort_and_refuses_the_same_bad_input(tmp_path: Path) -> None:
+    ehr = write_tables(cohort_tables(), tmp_path / "ehr")
+    build_cohort(small_spec(), ehr, tmp_path / "eager", progress=False)
+    build_cohort(small_spec(), ehr, tmp_path / "scan", progress=False, streaming_validation=True)
+    for file in ("transitions.parquet", "manifest.json"):
+        assert (tmp_path / "eager" / file).read_bytes() == (tmp_path / "scan" / file).read_bytes()
+    bad = cohort_tables()
+    bad["measurements"] = bad["measurements"].with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(float("nan")).otherwise(pl.col("value")).alias("value"))
+    ehr_bad = write_tables(bad, tmp_path / "bad")
+    errors = []
+    for streaming in (False, True):
+        with pytest.raises(ValidationFailed) as err:
+            build_cohort(small_spec(), ehr_bad, tmp_path / f"never{streaming}", progress=False,
+                         streaming_validation=streaming)
+        errors.append(str(err.value))
+        assert not (tmp_path / f"never{streaming}").exists()
+    assert errors[0] == errors[1] and "measurements.value" in errors[1]
+
+
 def test_failure_leaves_no_partial_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ehr = write_tables(cohort_tables(), tmp_path / "ehr")
     build_cohort(small_spec(), ehr, tmp_path / "out", progress=False)

@@ -56,3 +56,18 @@ def test_missing_table_exits_2_with_how_to_fix(tmp_path):
 def test_validate_requires_ehr_option():
     result = runner.invoke(app, ["cohort", "validate"])
     assert result.exit_code == 2 and "--ehr" in result.output
+
+
+def test_streaming_validation_prints_and_writes_the_same_report_and_exit_code(tmp_path):
+    frames = make_frames()
+    frames["measurements"] = set_cells(frames["measurements"], [1, 4], {"value": SENTINEL})
+    folder = write_frames(tmp_path / "ehr", frames, "csv")
+    outputs = {}
+    for flag in ([], ["--streaming"]):
+        out = tmp_path / f"report{len(flag)}.json"
+        result = runner.invoke(app, ["cohort", "validate", "--ehr", str(folder), "--out", str(out), *flag])
+        assert result.exit_code == 2, result.output
+        assert leaked_values(result.output) == []
+        outputs[len(flag)] = (result.output.replace(str(out), "OUT"), out.read_text())
+    assert outputs[0] == outputs[1]
+    assert "[bad_type] measurements.value: 2 row(s) (e.g. rows 1, 4)" in outputs[1][0]
