@@ -2,13 +2,13 @@
 
 `validate_folder` reads every table into memory first (`read_ehr`), which an extract of hundreds
 of millions of measurement rows does not fit. `scan_validate_folder` checks the same rules
-(CONTRACTS.md §1, `ehr.validate`) on lazy scans of the files: each table is cast lazily, a cell
-that does not cast is flagged (`bad_type`) in the same query, and every rule of the table is
-counted and located in one `collect(engine="streaming")`. What stays in memory is the stays
-table (small: one row per stay, needed for `unknown_stay_id`), one bit per row and rule, and for
-`duplicate_rows` one 64-bit hash per row (two rows count as repeats when every contract column
-hashes alike; a hash collision between different rows, probability about n^2 / 2^65, would count
-a repeat the eager check does not).
+(CONTRACTS.md §1, `ehr.validate`) on lazy scans of the files. Each table is cast lazily, and a
+cell that does not cast is flagged (`bad_type`) in the same query. Streaming passes then count
+every rule, find the first example rows of the rules that fired, and group a 64-bit hash of each
+row for `duplicate_rows`. What stays in memory is the stays table (one row per stay, for
+`unknown_stay_id`) and, for the repeat check, one hash and row index per distinct row. Two rows
+count as repeats when every contract column hashes alike: a collision between different rows
+(probability about n^2 / 2^65) would count a repeat the eager check does not.
 
 The report equals `validate_folder`'s on any folder (tested property): the same violations,
 warnings, counts and example rows, in the same order.
@@ -92,7 +92,7 @@ def _count(lf: pl.LazyFrame, rules: list[Rule]) -> tuple[int, list[Violation]]:
     if fired:
         indexed = lf.with_row_index("__row")
         parts = [indexed.filter(rules[i].mask.fill_null(False)).select(pl.col("__row"), pl.lit(i).alias("__rule"))
-                 .head(EXAMPLE_ROWS) for i in fired]
+                 .bottom_k(EXAMPLE_ROWS, by="__row") for i in fired]  # the first rows, in any execution order
         for row, i in pl.concat(parts).collect(engine="streaming").iter_rows():
             rows[i].append(int(row))
     return n, [Violation(rules[i].reason, rules[i].table, rules[i].column, int(counts[1 + i]),
@@ -110,7 +110,7 @@ def _duplicates(lf: pl.LazyFrame, name: str) -> Violation | None:
         return None
     rows = (hashed.join(repeated.lazy().select("__h", "__first"), on="__h")
             .filter(pl.col("__row") != pl.col("__first")).select("__row")
-            .sort("__row").head(EXAMPLE_ROWS).collect(engine="streaming")["__row"])
+            .bottom_k(EXAMPLE_ROWS, by="__row").sort("__row").collect(engine="streaming")["__row"])
     rule = next(r for r in table_rules(name) if r.reason == R.DUPLICATE_ROWS)
     return Violation(R.DUPLICATE_ROWS, name, "*", count, tuple(int(x) for x in rows), rule.hint)
 

@@ -86,7 +86,7 @@ class TruthPair(StrictModel):
     higher: str
     lower: str
     difference: float = Field(description="Truth of `higher` minus truth of `lower` (>= 0).")
-    mc_se: float = Field(description="Monte Carlo SE of the difference (paired chunk means).")
+    mc_se: float = Field(description="Monte Carlo SE of the difference (`studies.truth.paired_difference`).")
 
 
 class OverlapRow(StrictModel):

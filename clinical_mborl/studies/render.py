@@ -111,11 +111,10 @@ def render_coverage(result: Any) -> str:
                       "—" if r.spearman_mean_range is None else "–".join(_num(x) for x in r.spearman_mean_range)]
                      for r in result.ranking])
     if pairs:
+        listed = "; ".join(f"{p.higher} vs {p.lower} ({p.difference:+.4f} ±{Z95 * p.mc_se:.4f})" for p in pairs)
         lines += ["- True order within the truths' Monte Carlo error (|Δ| < 1.96 SE; the SE of paired chunk means, "
-                  "or of independent errors for truths of fewer than 10 chunks): "
-                        + "; ".join(f"{p.higher} vs {p.lower} ({p.difference:+.4f} ±{Z95 * p.mc_se:.4f})"
-                                    for p in pairs)
-                        + ". The last column ranks against each order of these pairs.", ""]
+                  f"or of independent errors for truths of fewer than 10 chunks): {listed}. The last column ranks "
+                  "against each order of these pairs.", ""]
     ch = result.choice
     if ch is not None:
         lines += ["## Which estimator the gate should use", "",
