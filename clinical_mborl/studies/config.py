@@ -108,7 +108,7 @@ class StudyConfig(StrictModel):
         """Every evaluated candidate, the clinician first."""
         return ("clinician", *[p for p in self.policies if p != "clinician"])
 
-    def _dump(self) -> dict:
+    def _dump(self, truths_as_set: bool = False) -> dict:
         """The settings as JSON, without the fields added later while they hold their original
         behaviour (`usual_care` hourly, `ope.adjust_for_history` off,
         `ope.fqe.clip_to_value_bounds` off, no `ope.sensitivity_lambdas`, no `gate.confounding_lambda`,
@@ -132,14 +132,20 @@ class StudyConfig(StrictModel):
             raw["ope"]["fqe"].pop("steps_per_stage", None)
         # The truth's precision decides no replicate (truths are cached by their own key), so the dump
         # holds the defaults: a study can be re-summarised against more precise truths.
-        for name in ("truth_episodes", "truth_chunk"):
-            raw[name] = type(self).model_fields[name].default
+        if not truths_as_set:
+            for name in ("truth_episodes", "truth_chunk"):
+                raw[name] = type(self).model_fields[name].default
         return raw
 
     def fingerprint(self) -> str:
         """sha256 of what determines each replicate's results (not R, the job count or the truths'
         episodes)."""
         return sha256_json(self._dump())
+
+    def accepted_fingerprints(self) -> set[str]:
+        """`fingerprint()` and the one folders made before the twelfth session carry when they were
+        run with other truth episodes than the defaults (it hashed them): both resume."""
+        return {self.fingerprint(), sha256_json(self._dump(truths_as_set=True))}
 
     def reference_fingerprint(self, spec_sha256: str) -> str:
         """sha256 of what determines the policy-training data, the study spec and the learned policies."""

@@ -91,7 +91,7 @@ def _check_out(config: StudyConfig, out: Path) -> None:
     marker = out / STUDY_FILE
     if marker.is_file():
         saved = json.loads(marker.read_text())
-        if saved.get("fingerprint") != config.fingerprint():
+        if saved.get("fingerprint") not in config.accepted_fingerprints():
             raise InputError(f"study: {out} holds replicates made with other settings; pass another --out "
                              "or the same settings (only --replicates and --jobs may change).")
     else:
@@ -113,7 +113,8 @@ def run_replicates(config: StudyConfig, out: Path, ref_dir: Path, jobs: int,
         log(f"replicate {index} done in {result['seconds']:.1f} s ({k}/{len(missing)}; elapsed {elapsed:.0f} s, "
             f"eta {eta:.0f} s){' ERROR: ' + result['error'] if 'error' in result else ''}")
     results = [json.loads(_replicate_path(out, i).read_text()) for i in range(config.replicates)]
-    stale = [r["replicate"] for r in results if r.get("fingerprint") != config.fingerprint()]
+    accepted = config.accepted_fingerprints()
+    stale = [r["replicate"] for r in results if r.get("fingerprint") not in accepted]
     if stale:
         raise InputError(f"study: replicate file(s) {stale[:5]} in {out / REPLICATES_DIR} come from other settings.")
     return results, len(missing)

@@ -92,6 +92,12 @@ def test_a_finished_study_is_re_summarised_against_more_precise_truths(study, tm
     # the first 100 episodes are the same simulated patients: chunk 0 is shared, chunk 1 is new
     for c, t in again.truths.items():
         assert t.chunk_values[0] == coverage.truths[c].chunk_values[0] and len(t.chunk_values) == 2
+    # a folder made before, whose fingerprint hashed the truths' episodes as set, resumes too
+    legacy = core_io.sha256_json(tiny_config()._dump(truths_as_set=True))
+    assert legacy != tiny_config().fingerprint()
+    for path in [copy / "study.json", *(copy / "replicates").iterdir()]:
+        path.write_text(json.dumps({**json.loads(path.read_text()), "fingerprint": legacy}))
+    assert run_study("coverage", tiny_config(), copy, jobs=1, log=lambda _: None).timing.replicates_run == 0
 
 
 def test_other_settings_in_the_same_folder_are_refused(study):
@@ -145,6 +151,9 @@ def test_settings_added_later_keep_old_fingerprints_until_they_are_used():
     assert StudyConfig().fingerprint() == "6ce55132151c619e0a83781a8a335a7444b89d09348efb1f0fb31381ad9d1a01"
     # no replicate depends on the truths' precision: a finished study can be re-summarised with more episodes
     assert tiny_config(truth_episodes=999, truth_chunk=333).fingerprint() == base.fingerprint()
+    # folders made before hashed the truths' episodes as set (tiny_config's 100): they still resume
+    old_style = dict(old, truth_episodes=100, truth_chunk=100)
+    assert core_io.sha256_json(old_style) in base.accepted_fingerprints()
     backward = tiny_config(ope=base.ope.model_copy(update={"fqe": base.ope.fqe.model_copy(
         update={"schedule": "backward"})}))
     stages = tiny_config(ope=base.ope.model_copy(update={"fqe": base.ope.fqe.model_copy(
