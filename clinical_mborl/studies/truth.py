@@ -17,7 +17,9 @@ candidate (common random numbers: the same simulated patients). The chunk means 
 their included counts; the Monte Carlo SE of the value is sqrt(sum n_k^2 se_k^2) / sum n_k. The
 SE of a difference between two candidates comes from their paired chunk means
 (`paired_difference`), which keeps the common random numbers' correlation; truths cached with
-fewer chunk means fall back to the conservative sqrt(se_1^2 + se_2^2).
+fewer chunk means fall back to the conservative sqrt(se_1^2 + se_2^2). Each chunk's result is
+cached too (`truth_chunks.json`, by candidate, seed index and episodes), so a longer truth computes
+only the chunks a shorter one did not run, and an interrupted run keeps the chunks it finished.
 
 >>> pool_chunks("x", "x", 0.01, "softened", [{"value": 0.5, "se": 0.02, "included": 100, "deaths": 20},
 ...                                           {"value": 0.3, "se": 0.02, "included": 100, "deaths": 30}]).value
@@ -43,6 +45,7 @@ from clinical_mborl.studies.config import TRUTH_STREAM, StudyConfig, derive_seed
 from clinical_mborl.studies.parallel import iter_tasks, state
 
 TRUTHS_FILE = "truths.json"
+CHUNKS_FILE = "truth_chunks.json"
 
 
 class TruthRecord(StrictModel):
@@ -70,13 +73,23 @@ class TruthRecord(StrictModel):
 
 def truth_key(candidate: str, config: StudyConfig, reference_fingerprint: str) -> str:
     """Cache key: what determines the candidate's truth."""
+    return sha256_json({**_closed_loop(candidate, config, reference_fingerprint),
+                        "episodes": config.truth_episodes, "chunk": config.truth_chunk})
+
+
+def chunk_key(candidate: str, config: StudyConfig, reference_fingerprint: str, index: int, episodes: int) -> str:
+    """Cache key of one chunk: the candidate's closed loop, the chunk's seed index and its episodes."""
+    return sha256_json({**_closed_loop(candidate, config, reference_fingerprint), "index": index,
+                        "chunk_episodes": episodes})
+
+
+def _closed_loop(candidate: str, config: StudyConfig, reference_fingerprint: str) -> dict[str, Any]:
     extra = sha256_file(candidate) if resolve_kind(candidate) == "yaml" else None
-    key = {"candidate": candidate, "file": extra, "eps": config.ope.soften_epsilon,
-           "episodes": config.truth_episodes, "chunk": config.truth_chunk, "seed": config.seed,
+    key = {"candidate": candidate, "file": extra, "eps": config.ope.soften_epsilon, "seed": config.seed,
            "reference": reference_fingerprint}
     if candidate == "clinician" and config.usual_care == "markov":
         key["clinician"] = "reference clinician model"  # not usual care: another truth, same cache
-    return sha256_json(key)
+    return key
 
 
 def chunk_sizes(config: StudyConfig) -> list[int]:
@@ -176,14 +189,19 @@ def compute_truths(config: StudyConfig, ref_dir: str | Path, reference_fingerpri
     keys = {c: truth_key(c, config, reference_fingerprint) for c in config.candidates}
     missing = [c for c in config.candidates if keys[c] not in cache]
     if missing:
-        sizes = chunk_sizes(config)
-        log(f"truth: {len(missing)} candidate(s) x {config.truth_episodes} closed-loop episodes")
-        tasks = [(c, k, n) for c in missing for k, n in enumerate(sizes)]
+        chunks_path = Path(ref_dir) / CHUNKS_FILE
+        saved: dict[str, dict[str, Any]] = json.loads(chunks_path.read_text()) if chunks_path.is_file() else {}
+        planned = {(c, k, n): chunk_key(c, config, reference_fingerprint, k, n)
+                   for c in missing for k, n in enumerate(chunk_sizes(config))}
+        tasks = [t for t, key in planned.items() if key not in saved]  # chunks of an earlier, shorter truth reused
+        log(f"truth: {len(missing)} candidate(s) x {config.truth_episodes} closed-loop episodes "
+            f"({len(planned) - len(tasks)} of {len(planned)} chunks cached)")
+        for task, out in iter_tasks(truth_chunk_task, tasks, jobs, ref_dir, config.model_dump_json()):
+            saved[planned[task]] = out
+            atomic_write_json(chunks_path, saved)  # an interrupted run keeps the chunks it finished
         done: dict[str, list[dict[str, Any]]] = {c: [] for c in missing}
-        for (name, index, n), out in iter_tasks(truth_chunk_task, tasks, jobs, ref_dir, config.model_dump_json()):
-            done[name].append({**out, "episodes": n, "index": index})
-        for chunks in done.values():
-            chunks.sort(key=lambda c: c["index"])  # chunk k: the same simulated patients for every candidate
+        for (name, index, n), key in sorted(planned.items()):  # chunk k: the same patients for every candidate
+            done[name].append({**saved[key], "episodes": n, "index": index})
         eps = config.ope.soften_epsilon
         for c in missing:
             cache[keys[c]] = pool_chunks(c, done[c][0]["policy_name"], 0.0 if c == "clinician" else eps,

@@ -142,3 +142,29 @@ def test_truth_chunks_are_pooled_in_chunk_order_whatever_order_the_workers_finis
     got = truth.compute_truths(config, tmp_path, "ref", jobs=1, log=lambda s: None)
     assert got["no-treatment"].chunk_values == [0.0, 0.1, 0.2] == got["clinician"].chunk_values
     assert truth.load_truths(tmp_path)[got["clinician"].key] == got["clinician"]
+
+
+def test_a_longer_truth_reuses_the_chunks_of_a_shorter_one(monkeypatch, tmp_path):
+    ran: list[tuple[str, int, int]] = []
+
+    def fake_tasks(fn, tasks, jobs, ref_dir, config_json):
+        for name, index, n in tasks:
+            ran.append((name, index, n))
+            yield (name, index, n), {"value": index / 10 + (name == "clinician"), "se": 0.01, "included": n,
+                                     "policy_name": name, "deaths": 0, "seconds": 0.0}
+
+    monkeypatch.setattr(truth, "iter_tasks", fake_tasks)
+    short = StudyConfig(policies=("no-treatment",), truth_episodes=300, truth_chunk=100)
+    first = truth.compute_truths(short, tmp_path, "ref", jobs=1, log=lambda s: None)
+    assert len(ran) == 6
+    ran.clear()
+    longer = truth.compute_truths(short.model_copy(update={"truth_episodes": 500}), tmp_path, "ref", jobs=1,
+                                  log=lambda s: None)
+    assert sorted(ran) == [(c, k, 100) for c in ("clinician", "no-treatment") for k in (3, 4)]  # only the new ones
+    for c in ("clinician", "no-treatment"):
+        assert longer[c].chunk_values[:3] == first[c].chunk_values and len(longer[c].chunk_values) == 5
+        assert longer[c].episodes == 500 and first[c].episodes == 300
+    ran.clear()
+    other_size = truth.compute_truths(short.model_copy(update={"truth_chunk": 150}), tmp_path, "ref", jobs=1,
+                                      log=lambda s: None)  # other chunk sizes are other patients: all new
+    assert len(ran) == 4 and other_size["clinician"].chunks == 2
