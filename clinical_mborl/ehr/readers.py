@@ -209,6 +209,25 @@ def _type_hint(target: pl.DataType) -> str:
     return _TYPE_HINTS.get(base, f"expected {target}")
 
 
+def missing_column(contract: TableContract, column: str, n_rows: int) -> Violation:
+    """The `missing_column` violation of `column` in a table of `n_rows` rows."""
+    return Violation(MISSING_COLUMN, contract.name, column, n_rows,
+                     hint=f"add column '{column}' ({_type_hint(contract.schema[column])}; see CONTRACTS.md §1)")
+
+
+def scan_raw(path: Path) -> pl.LazyFrame:
+    """A lazy scan of one table file as written (CSV columns as text), its schema checked readable."""
+    try:
+        lf = pl.scan_parquet(path) if path.suffix == ".parquet" else pl.scan_csv(path, infer_schema=False)
+        lf.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as exc:  # the message may quote file content: class only
+        raise InputError(
+            f"cannot read {path.name} ({exc.__class__.__name__}); expected a readable "
+            f"{path.suffix.lstrip('.')} file with a header row; re-export it."
+        ) from None
+    return lf
+
+
 def coerce_table(df: pl.DataFrame, contract: TableContract) -> tuple[pl.DataFrame, TableIssues]:
     """Cast `df` to `contract` (columns in contract order); record missing columns and bad cells.
 
@@ -225,13 +244,7 @@ def coerce_table(df: pl.DataFrame, contract: TableContract) -> tuple[pl.DataFram
     """
     missing = [c for c in contract.columns if c not in df.columns]
     ignored = tuple(c for c in df.columns if c not in contract.schema)
-    violations = [
-        Violation(
-            MISSING_COLUMN, contract.name, c, df.height,
-            hint=f"add column '{c}' ({_type_hint(contract.schema[c])}; see CONTRACTS.md §1)",
-        )
-        for c in missing
-    ]
+    violations = [missing_column(contract, c, df.height) for c in missing]
     exprs = []
     for c, target in contract.schema.items():
         if c in missing:
@@ -293,14 +306,8 @@ def scan_ehr(folder: str | Path) -> dict[str, pl.LazyFrame]:
     problems: list[str] = []
     for name, path in locate_tables(folder).items():
         contract = TABLES[name]
-        try:
-            lf = pl.scan_parquet(path) if path.suffix == ".parquet" else pl.scan_csv(path, infer_schema=False)
-            schema = lf.collect_schema()
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            raise InputError(
-                f"cannot read {path.name} ({exc.__class__.__name__}); expected a readable "
-                f"{path.suffix.lstrip('.')} file with a header row; re-export it."
-            ) from None
+        lf = scan_raw(path)
+        schema = lf.collect_schema()
         missing = [c for c in contract.columns if c not in schema]
         if missing:
             problems.append(f"table '{name}': missing column(s) {missing}; add them (CONTRACTS.md §1)")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import polars as pl
 
-from clinical_mborl.core.errors import InputError, Violation
+from clinical_mborl.core.errors import Violation
 from clinical_mborl.core.io import sha256_file
 from clinical_mborl.ehr import reasons as R
 from clinical_mborl.ehr.readers import (
@@ -36,21 +36,13 @@ from clinical_mborl.ehr.readers import (
     _type_hint,
     cast_expr,
     locate_tables,
+    missing_column,
+    scan_raw,
 )
 from clinical_mborl.ehr.tables import TABLES
 from clinical_mborl.ehr.validate import Rule, ValidationReport, table_rules, unknown_stay_rule
 
 _RAW = "__raw_"
-
-
-def _scan(path: Path) -> pl.LazyFrame:
-    try:
-        lf = pl.scan_parquet(path) if path.suffix == ".parquet" else pl.scan_csv(path, infer_schema=False)
-        lf.collect_schema()
-    except (pl.exceptions.PolarsError, OSError) as exc:  # the message may quote file content: class only
-        raise InputError(f"cannot read {path.name} ({exc.__class__.__name__}); expected a readable "
-                         f"{path.suffix.lstrip('.')} file with a header row; re-export it.") from None
-    return lf
 
 
 def _cast_rules(name: str, schema: pl.Schema) -> tuple[list[pl.Expr], list[Rule], list[Rule], list[str]]:
@@ -128,7 +120,7 @@ def scan_validate_folder(folder: str | Path) -> ValidationReport:
     ignored: dict[str, list[str]] = {}
     stay_ids: pl.Series | None = None
     for name in ("stays", "measurements", "treatments"):
-        raw = _scan(paths[name])
+        raw = scan_raw(paths[name])
         schema = raw.collect_schema()
         exprs, bad, nulls, missing = _cast_rules(name, schema)
         ignored[name] = [c for c in schema if c not in TABLES[name].schema]
@@ -141,10 +133,8 @@ def scan_validate_folder(folder: str | Path) -> ValidationReport:
         counts[name] = n
         if name == "stays" and "stay_id" not in missing:
             stay_ids = lf.select(pl.col("stay_id").drop_nulls().unique()).collect()["stay_id"]
-        missing_violations = [
-            Violation(R.MISSING_COLUMN, name, c, n, hint=f"add column '{c}' ({_type_hint(TABLES[name].schema[c])}; "
-                      "see CONTRACTS.md §1)") for c in missing]
-        errors += missing_violations + [v for v in found if v.reason in R.ERROR_REASONS]
+        errors += [missing_column(TABLES[name], c, n) for c in missing]
+        errors += [v for v in found if v.reason in R.ERROR_REASONS]
         warnings += [v for v in found if v.reason in R.WARNING_REASONS]
     return ValidationReport(
         ok=not errors,

@@ -118,6 +118,15 @@ def simulate(mdp: TabularMDP, pi: np.ndarray, n: int, rng: np.random.Generator) 
     return Episodes(states, actions, rewards, mask)
 
 
+def tabular_problem(n_episodes: int, sharp: float) -> tuple[TabularMDP, np.ndarray, np.ndarray, Episodes]:
+    """The suite's usual tabular problem: MDP seed 0, clinician-like pi_b (seed 1), pi_e (seed 2,
+    `sharp`) and `n_episodes` of pi_b (rng seed 0)."""
+    mdp = random_mdp(0)
+    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
+    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=sharp)
+    return mdp, pi_b, pi_e, simulate(mdp, pi_b, n_episodes, np.random.default_rng(0))
+
+
 def ope_data(mdp: TabularMDP, ep: Episodes, pi_b: np.ndarray, pi_e: np.ndarray, *, with_q: bool = True,
              patient: np.ndarray | None = None, q_scale: float = 1.0) -> OPEData:
     """OPEData of `pi_e` on episodes drawn from `pi_b`; exact Q-values (times `q_scale`)."""

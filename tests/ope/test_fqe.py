@@ -14,10 +14,8 @@ from .tabular import (
     assert_reaches_empirical_q,
     empirical_q,
     fqe_data,
-    random_mdp,
-    random_policy,
-    simulate,
     tabular_features,
+    tabular_problem,
     true_value,
 )
 
@@ -26,10 +24,7 @@ TABULAR = FQEConfig(hidden_sizes=(), epochs_per_iteration=60, batch_size=100_000
 
 @pytest.fixture(scope="module")
 def tabular_fit():
-    mdp = random_mdp(0)
-    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
-    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=3.0)
-    ep = simulate(mdp, pi_b, 2000, np.random.default_rng(0))
+    mdp, pi_b, pi_e, ep = tabular_problem(2000, sharp=3.0)
     model = fit_fqe(fqe_data(mdp, ep, pi_e), mdp.n_actions, mdp.gamma, mdp.horizon, TABULAR)
     feats = tabular_features(mdp)
     q = model.q_values(feats.reshape(-1, feats.shape[-1])).reshape(mdp.horizon, mdp.n_states, mdp.n_actions)

@@ -15,10 +15,8 @@ from clinical_mborl.ope.sensitivity import fit_sensitivity_fqe
 from .tabular import (
     assert_reaches_empirical_q,
     fqe_data,
-    random_mdp,
-    random_policy,
-    simulate,
     tabular_features,
+    tabular_problem,
 )
 
 BACKWARD = FQEConfig(schedule="backward", hidden_sizes=(), steps_per_stage=400, batch_size=100_000,
@@ -27,10 +25,7 @@ BACKWARD = FQEConfig(schedule="backward", hidden_sizes=(), steps_per_stage=400, 
 
 @pytest.fixture(scope="module")
 def tabular():
-    mdp = random_mdp(0)
-    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
-    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=3.0)
-    ep = simulate(mdp, pi_b, 2000, np.random.default_rng(0))
+    mdp, _, pi_e, ep = tabular_problem(2000, sharp=3.0)
     return mdp, pi_e, ep, fqe_data(mdp, ep, pi_e, with_step=True)
 
 
