@@ -3,7 +3,9 @@
 The data sets are the arm's own (same seeds), so `benchmarks/paired_compare.py NEW OLD` compares
 each estimate with the one the full study made on the same data. Changes: `--fqe '{"field": value}'`
 (FQEConfig fields), `--dynamics '{...}'` (the ensemble's DynamicsConfig fields), `--spec PATH` (another cohort spec: a new reference, so name it with `--ref`),
-`--lambdas L ...` (FQE's marginal-sensitivity bounds). Results: `<work>/pilot_<name>_<arm>/`.
+`--lambdas L ...` (FQE's marginal-sensitivity bounds), `--cross-fit-all K` (every patient of each data set
+evaluated, the clinician model and the Q-model cross-fitted over K patient folds of all of them, instead of a
+half fitting and the other half evaluated; the dynamics ensemble is fitted on all patients). Results: `<work>/pilot_<name>_<arm>/`.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pilot_study.py hourly msmcal 20 --lambdas 1.1 1.25
 """
@@ -19,7 +21,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from coverage_study import REFERENCE_DIR, study_config  # noqa: E402
 
-from clinical_mborl.studies import run_study  # noqa: E402
+from clinical_mborl.studies import StudyConfig, run_study  # noqa: E402
+
+
+def cross_fit_all(config: StudyConfig, folds: int) -> StudyConfig:
+    """`config` with every patient evaluated and the nuisance models cross-fitted over `folds` folds."""
+    both = ("train", "test")
+    fqe = config.ope.fqe.model_copy(update={"n_folds": folds})
+    ope = config.ope.model_copy(update={"eval_splits": both, "q_fit_splits": both, "fqe": fqe})
+    behavior = config.behavior.model_copy(update={"fit_splits": both, "eval_splits": both, "n_folds": folds})
+    update: dict = {"ope": ope, "behavior": behavior}
+    if config.dynamics is not None:
+        update["dynamics"] = config.dynamics.model_copy(update={"fit_splits": both})
+    return config.model_copy(update=update)
 
 
 def main() -> None:
@@ -33,6 +47,8 @@ def main() -> None:
     p.add_argument("--ref", help="Reference folder name under --work (default: the arm's).")
     p.add_argument("--patients", type=int, default=1000)
     p.add_argument("--lambdas", type=float, nargs="+", default=())
+    p.add_argument("--cross-fit-all", type=int, metavar="K", help="Evaluate every patient; nuisance models "
+                   "cross-fitted over K patient folds (see the module docstring).")
     p.add_argument("--work", type=Path, default=Path("/tmp/clinical_mborl_studies"))
     p.add_argument("--jobs", type=int, default=2, help="Worker processes (one per core).")
     p.add_argument("--truth-episodes", type=int, help="Closed-loop episodes per candidate's truth (default: "
@@ -48,6 +64,8 @@ def main() -> None:
     dynamics = json.loads(a.dynamics)
     if dynamics:
         config = config.model_copy(update={"dynamics": config.dynamics.model_copy(update=dynamics)})
+    if a.cross_fit_all:
+        config = cross_fit_all(config, a.cross_fit_all)
     if a.spec:
         config = config.model_copy(update={"spec_path": a.spec})
     started = time.time()

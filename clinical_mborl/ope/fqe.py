@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -68,6 +69,11 @@ class FQEConfig(StrictModel):
     epochs_per_iteration: int = Field(4, ge=1, description="Regression epochs per iteration.")
     batch_size: int = Field(1024, ge=1, description="Rows per gradient step.")
     learning_rate: float = Field(3e-3, gt=0, description="Adam step size.")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="iterative schedule: constant, Adam at `learning_rate` throughout; cosine, "
+        "each iteration's regression anneals the step size from `learning_rate` to 0 (restarting at every "
+        "target refresh), so each iteration ends at a settled fit of its targets instead of wherever "
+        "Adam's last steps left it.")
     weight_decay: float = Field(0.0, ge=0, description="Adam L2 penalty.")
     n_folds: int = Field(5, ge=2, description="Patient folds when fit and evaluation patients overlap.")
     seed: int = Field(0, description="Seed of initialisation, shuffling and the members' resamples.")
@@ -219,9 +225,27 @@ class FQESystem(pl.LightningModule):
         if (self.current_epoch + 1) % self.config.epochs_per_iteration == 0:
             self.target.load_state_dict(self.net.state_dict())
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.net.parameters(), lr=self.config.learning_rate,
-                                weight_decay=self.config.weight_decay)
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.learning_rate,
+                                     weight_decay=self.config.weight_decay)
+        if self.config.lr_schedule == "constant":
+            return optimizer
+        epochs = self.trainer.max_epochs or self.config.epochs_per_iteration
+        per_iteration = max(1, round(float(self.trainer.estimated_stepping_batches)
+                                     * self.config.epochs_per_iteration / epochs))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_factor(step, per_iteration))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def cosine_factor(step: int, per_iteration: int) -> float:
+    """Step-size factor of gradient step `step` (0-based) when every FQE iteration has `per_iteration`
+    steps: half a cosine from 1 at an iteration's first step to near 0 at its last, restarting each
+    iteration.
+
+    >>> [round(cosine_factor(s, 4), 3) for s in range(6)]
+    [1.0, 0.854, 0.5, 0.146, 1.0, 0.854]
+    """
+    return 0.5 * (1.0 + math.cos(math.pi * (step % per_iteration) / per_iteration))
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ class StudyConfig(StrictModel):
         """The settings as JSON, without the fields added later while they hold their original
         behaviour (`usual_care` hourly, `ope.adjust_for_history` off,
         `ope.fqe.clip_to_value_bounds` off, no `ope.sensitivity_lambdas`, no `gate.confounding_lambda`,
-        `ope.fqe_interval` bootstrap, `ope.fqe.schedule` iterative), so that folders made before
+        `ope.fqe_interval` bootstrap, `ope.fqe.schedule` iterative, `ope.fqe.lr_schedule` constant), so that folders made before
         those fields existed keep their fingerprint and resume."""
         raw = self.model_dump(mode="json", exclude={"replicates"})
         if raw["usual_care"] == "hourly":
@@ -127,6 +127,8 @@ class StudyConfig(StrictModel):
             raw["gate"].pop("confounding_lambda", None)
         if raw["ope"].get("fqe_interval", "bootstrap") == "bootstrap":
             raw["ope"].pop("fqe_interval", None)
+        if raw["ope"]["fqe"].get("lr_schedule", "constant") == "constant":
+            raw["ope"]["fqe"].pop("lr_schedule", None)
         if raw["ope"]["fqe"].get("schedule", "iterative") == "iterative":  # steps_per_stage: backward only
             raw["ope"]["fqe"].pop("schedule", None)
             raw["ope"]["fqe"].pop("steps_per_stage", None)

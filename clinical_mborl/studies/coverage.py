@@ -78,6 +78,11 @@ class RankingRow(StrictModel):
     spearman_mean_range: tuple[float, float] | None = Field(
         None, description="Lowest and highest mean Spearman over the true orderings that the truths' Monte "
         "Carlo error leaves open (each unresolved pair in either order); None when every pair is resolved.")
+    spearman_lower_bound_mean: float | None = Field(
+        None, description="Mean Spearman of the order the scoring table gives (`scoring.rank_rows`: by the "
+        "one-sided lower bound of the paired difference to the clinician, the clinician at 0) with the truths; "
+        "None where the estimator has no paired lower bound. A pessimistic order by design: a candidate with a "
+        "wide interval ranks low whatever its value.")
 
 
 class TruthPair(StrictModel):
@@ -210,9 +215,23 @@ def ranking_rows(results: Sequence[dict[str, Any]], truths: Mapping[str, float],
         if not arr.size:
             continue  # e.g. the clinician-only on-policy estimate: no ranking across candidates
         span = [float(np.mean(m)) for m in means if m]
+        by_bound = [spearmanr(b, target).statistic for b in _lower_bound_orders(reps, names, est)]
         out.append(RankingRow(estimator=est, n_replicates=arr.size, spearman_mean=_mean(arr),
                               spearman_median=float(np.median(arr)), share_at_least_target=_mean(arr >= SPEARMAN_TARGET),
-                              spearman_mean_range=(min(span), max(span)) if orderings else None))
+                              spearman_mean_range=(min(span), max(span)) if orderings else None,
+                              spearman_lower_bound_mean=_mean(np.array([x for x in by_bound if np.isfinite(x)]))))
+    return out
+
+
+def _lower_bound_orders(reps: Sequence[dict[str, Any]], names: list[str], est: str) -> list[np.ndarray]:
+    """Per replicate where every candidate has it, the key the scoring table ranks by: the paired
+    difference's lower bound (the clinician's own difference is 0 by definition)."""
+    out = []
+    for r in reps:
+        keys = [0.0 if c == "clinician" else
+                r["candidates"].get(c, {}).get("estimates", {}).get(est, {}).get("diff_lower_bound") for c in names]
+        if not any(k is None or not math.isfinite(k) for k in keys):
+            out.append(np.array(keys, dtype=np.float64))
     return out
 
 

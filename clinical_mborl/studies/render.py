@@ -105,11 +105,15 @@ def render_coverage(result: Any) -> str:
     lines += ["## Ranking across candidates (Spearman vs truth, per replicate)", ""]
     pairs = result.unresolved_truth_pairs
     lines += _table(["estimator", "replicates", "mean", "median", f"share ≥ {SPEARMAN_TARGET}",
-                     "mean, unresolved truth pairs in either order"],
+                     "mean, unresolved truth pairs in either order", "mean, in the scoring table's order"],
                     [[r.estimator, str(r.n_replicates), _num(r.spearman_mean), _num(r.spearman_median),
                       _pct(r.share_at_least_target),
-                      "—" if r.spearman_mean_range is None else "–".join(_num(x) for x in r.spearman_mean_range)]
+                      "—" if r.spearman_mean_range is None else "–".join(_num(x) for x in r.spearman_mean_range),
+                      _num(r.spearman_lower_bound_mean)]
                      for r in result.ranking])
+    lines += ["- The scoring table's order: by the one-sided lower bound of the paired difference to the clinician "
+              "(the clinician at 0), as `clinical-mborl score` ranks. It is pessimistic by design, so it is not a "
+              "ranking by value: a candidate with a wide interval ranks low whatever its value.", ""]
     if pairs:
         listed = "; ".join(f"{p.higher} vs {p.lower} ({p.difference:+.4f} ±{Z95 * p.mc_se:.4f})" for p in pairs)
         lines += ["- True order within the truths' Monte Carlo error (|Δ| < 1.96 SE; the SE of paired chunk means, "

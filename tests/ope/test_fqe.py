@@ -118,3 +118,34 @@ def test_value_bounds_clamp_the_bootstrapped_target_and_the_returned_q():
     assert fit_fqe(data, 1, 0.99, 8, off, value_bounds=(-1.0, 1.0)).q_values(data.features[:1])[0, 0] > 3.0
     with pytest.raises(InputError, match="value_bounds"):
         fit_fqe(data, 1, 0.99, 8, LINEAR, value_bounds=(1.0, -1.0))
+
+
+def test_cosine_schedule_anneals_each_iteration_and_restarts_at_every_target_refresh(monkeypatch):
+    """Each iteration's steps run from the full step size down toward 0; the next iteration restarts."""
+    seen: list[float] = []
+    original = fqe_module.FQESystem.training_step
+
+    def recording(self, batch, batch_idx):
+        seen.append(self.trainer.optimizers[0].param_groups[0]["lr"])
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(fqe_module.FQESystem, "training_step", recording)
+    data = _toy_fqe_data(40)  # 120 rows, batches of 30: 4 steps per epoch, 8 per iteration
+    config = FQEConfig(hidden_sizes=(4,), epochs_per_iteration=2, batch_size=30, n_iterations=3,
+                       learning_rate=0.01, n_members=1, lr_schedule="cosine")
+    fit_fqe(data, 2, 0.9, 3, config)
+    expected = [0.01 * fqe_module.cosine_factor(s, 8) for s in range(24)]
+    assert seen == pytest.approx(expected)
+    assert seen[0] == seen[8] == seen[16] == pytest.approx(0.01) and max(seen[7], seen[15], seen[23]) < 0.0005
+    seen.clear()
+    fit_fqe(data, 2, 0.9, 3, config.model_copy(update={"lr_schedule": "constant"}))
+    assert seen == pytest.approx([0.01] * 24)
+
+
+def test_tabular_fqe_with_the_cosine_schedule_reaches_the_empirical_fixed_point():
+    mdp, _, pi_e, ep = tabular_problem(2000, sharp=3.0)
+    model = fit_fqe(fqe_data(mdp, ep, pi_e), mdp.n_actions, mdp.gamma, mdp.horizon,
+                    TABULAR.model_copy(update={"lr_schedule": "cosine"}))
+    feats = tabular_features(mdp)
+    q = model.q_values(feats.reshape(-1, feats.shape[-1])).reshape(mdp.horizon, mdp.n_states, mdp.n_actions)
+    assert_reaches_empirical_q(q, mdp, ep, pi_e)

@@ -91,6 +91,23 @@ def test_spearman_range_swaps_each_unresolved_truth_pair():
     assert ranking_rows(reps, truths, two)[0].spearman_mean_range == pytest.approx((-1.0, 1.0))
 
 
+def test_scoring_table_order_ranks_by_the_paired_lower_bound_with_the_clinician_at_zero():
+    truths = {"clinician": 0.5, "worse": 0.4, "better": 0.6, "best": 0.7}
+    # the values are in the true order, but the best candidate's interval is so wide that its paired
+    # lower bound falls below the worse candidate's: the scoring table puts it last
+    values = {"clinician": entry(0.5, 0.45, 0.55, 0.46, diff=0.0), "worse": entry(0.4, 0.35, 0.45, 0.36, diff=-0.1),
+              "better": entry(0.6, 0.55, 0.65, 0.56, diff=0.1), "best": entry(0.7, -1.0, 1.0, -0.9, diff=0.2)}
+    reps = [{"candidates": {c: {"estimates": {"wis": e}} for c, e in values.items()}}]
+    row = ranking_rows(reps, truths)[0]
+    assert row.spearman_mean == pytest.approx(1.0)
+    # lower bounds: clinician 0 (by definition, whatever its own entry says), worse -0.14, better 0.06,
+    # best -1.4: ranks (clinician, worse, better, best) 3, 2, 4, 1 against the truth's 2, 1, 3, 4;
+    # squared rank differences 1 + 1 + 1 + 9 = 12, rho = 1 - 6 * 12 / (4 * 15) = -0.2
+    assert row.spearman_lower_bound_mean == pytest.approx(-0.2)
+    no_bounds = [{"candidates": {c: {"estimates": {"wis": entry(truths[c], 0.0, 1.0, 0.0)}} for c in truths}}]
+    assert ranking_rows(no_bounds, truths)[0].spearman_lower_bound_mean is None
+
+
 def test_gate_estimator_selection_applies_both_targets():
     diffs = {"clinician": (0.0, 0.0), "bad": (-0.1, 0.01), "good": (0.1, 0.01)}
     truths = {"clinician": (0.5, 0.01), "bad": (0.4, 0.01), "good": (0.6, 0.01)}

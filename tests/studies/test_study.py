@@ -144,6 +144,7 @@ def test_settings_added_later_keep_old_fingerprints_until_they_are_used():
     del old["gate"]["confounding_lambda"]
     del old["ope"]["fqe_interval"]
     del old["ope"]["fqe"]["schedule"], old["ope"]["fqe"]["steps_per_stage"]
+    del old["ope"]["fqe"]["lr_schedule"]
     old["truth_episodes"], old["truth_chunk"] = 20000, 5000  # the defaults every study folder was made with
     assert base.fingerprint() == core_io.sha256_json(old)
     # the defaults' fingerprint, pinned: the R = 200 study folders since the ninth session carry it, and a
@@ -158,6 +159,8 @@ def test_settings_added_later_keep_old_fingerprints_until_they_are_used():
         update={"schedule": "backward"})}))
     stages = tiny_config(ope=base.ope.model_copy(update={"fqe": base.ope.fqe.model_copy(
         update={"schedule": "backward", "steps_per_stage": 7})}))
+    cosine = tiny_config(ope=base.ope.model_copy(update={"fqe": base.ope.fqe.model_copy(
+        update={"lr_schedule": "cosine"})}))
     at_steps = tiny_config(usual_care="at-steps")
     history = tiny_config(ope=base.ope.model_copy(update={"adjust_for_history": True}))
     clamp = tiny_config(ope=base.ope.model_copy(update={"fqe": base.ope.fqe.model_copy(
@@ -165,7 +168,8 @@ def test_settings_added_later_keep_old_fingerprints_until_they_are_used():
     msm = tiny_config(ope=base.ope.model_copy(update={"sensitivity_lambdas": (2.0,)}))
     rubin = tiny_config(ope=base.ope.model_copy(update={"fqe_interval": "rubin"}))
     assert len({base.fingerprint(), at_steps.fingerprint(), history.fingerprint(), clamp.fingerprint(),
-                msm.fingerprint(), rubin.fingerprint(), backward.fingerprint(), stages.fingerprint()}) == 8
+                msm.fingerprint(), rubin.fingerprint(), backward.fingerprint(), stages.fingerprint(),
+                cosine.fingerprint()}) == 9
     # the arm changes the policy-training data too: its own reference (and truth cache)
     assert base.reference_fingerprint("spec") != at_steps.reference_fingerprint("spec")
     assert base.reference_fingerprint("spec") == history.reference_fingerprint("spec")
