@@ -50,7 +50,7 @@ from typing import Any, Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -92,6 +92,13 @@ class FQEConfig(StrictModel):
                                        "near the bound truncates only their upper side, and in a paired pilot "
                                        "(16 data sets) it moved every FQE bias down by 0.02-0.05 and cut "
                                        "coverage (docs/coverage.md).")
+
+    @model_validator(mode="after")
+    def _schedule_options(self) -> FQEConfig:
+        if self.schedule == "backward" and self.lr_schedule != "constant":
+            raise ValueError(f"lr_schedule={self.lr_schedule!r} anneals each iteration of the iterative schedule; "
+                             "the backward schedule fits each step once, so use lr_schedule='constant' with it.")
+        return self
 
 
 @dataclass(frozen=True)

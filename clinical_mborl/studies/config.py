@@ -112,8 +112,8 @@ class StudyConfig(StrictModel):
         """The settings as JSON, without the fields added later while they hold their original
         behaviour (`usual_care` hourly, `ope.adjust_for_history` off,
         `ope.fqe.clip_to_value_bounds` off, no `ope.sensitivity_lambdas`, no `gate.confounding_lambda`,
-        `ope.fqe_interval` bootstrap, `ope.fqe.schedule` iterative, `ope.fqe.lr_schedule` constant), so that folders made before
-        those fields existed keep their fingerprint and resume."""
+        `ope.fqe_interval` bootstrap, `ope.fqe.schedule` iterative, `ope.fqe.lr_schedule` constant), so
+        that folders made before those fields existed keep their fingerprint and resume."""
         raw = self.model_dump(mode="json", exclude={"replicates"})
         if raw["usual_care"] == "hourly":
             del raw["usual_care"]

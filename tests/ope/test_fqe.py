@@ -140,6 +140,8 @@ def test_cosine_schedule_anneals_each_iteration_and_restarts_at_every_target_ref
     seen.clear()
     fit_fqe(data, 2, 0.9, 3, config.model_copy(update={"lr_schedule": "constant"}))
     assert seen == pytest.approx([0.01] * 24)
+    with pytest.raises(ValueError, match="backward schedule"):  # it has no iterations to anneal
+        FQEConfig(schedule="backward", lr_schedule="cosine")
 
 
 def test_tabular_fqe_with_the_cosine_schedule_reaches_the_empirical_fixed_point():
