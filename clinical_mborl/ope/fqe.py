@@ -7,7 +7,8 @@ bootstrapping past a stay), and pi_e the *softened* evaluation policy. Inputs ca
 step (one-hot), so with `n_iterations >= window steps` the finite-horizon recursion is exact up
 to the regression error (the first iteration bootstraps from zero, not from a random net).
 
-Model / system / data are separate (Lightning): `QNetwork`, `FQESystem`, `FQEDataModule`.
+Model / system / data are separate (Lightning): `QNetwork`, `FQESystem`, `FQEDataModule`
+(`ope.fqe_batches`, with the members' bootstrap weights).
 Cross-fitting: `cross_fit_q` gives each evaluation patient Q-values from a model that never saw
 that patient (one fit when the fit and evaluation patients are disjoint, K patient folds when
 they overlap).
@@ -21,7 +22,7 @@ patient drops out of any member. `FittedQ.q_values` is their average (bagged FQE
 refitted Q-model and Q-fitting variability -- data and optimisation alike -- enters the
 interval.
 
-`FQESystem.bellman_target`, `member_mean` and `train_system` are shared with the
+`FQESystem.bellman_target`, `train_system` and `fqe_batches.member_mean` are shared with the
 marginal-sensitivity bounds (`ope.sensitivity`), whose networks carry a second head.
 `FQEConfig.clip_to_value_bounds` (off) clamps targets and outputs to the range of any remaining
 return.
@@ -43,7 +44,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -53,11 +54,11 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
 
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.core.lightning_logs import lightning_output
 from clinical_mborl.core.models import StrictModel
+from clinical_mborl.ope.fqe_batches import FQEDataModule, member_mean, member_weights
 
 
 class FQEConfig(StrictModel):
@@ -146,56 +147,6 @@ class QNetwork(nn.Module):
         return z
 
 
-class _Rows(Dataset):
-    """Tensors indexed by a whole batch of row indices at once (no per-row collation)."""
-
-    def __init__(self, *tensors: Tensor) -> None:
-        self.tensors = tensors
-
-    def __len__(self) -> int:
-        return int(self.tensors[0].shape[0])
-
-    def __getitem__(self, idx: Tensor) -> tuple[Tensor, ...]:
-        return tuple(t[idx] for t in self.tensors)
-
-
-class _ShuffledBatches(Sampler[Tensor]):
-    """Index batches of a fresh permutation each epoch, from one seeded generator."""
-
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n, self.batch_size = n, batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __iter__(self) -> Iterator[Tensor]:
-        yield from torch.randperm(self.n, generator=self.generator).split(self.batch_size)
-
-    def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
-
-
-class FQEDataModule(pl.LightningDataModule):
-    """Serves (x, a, r, end, x', pi_e(.|x'), member weights [b, M], pi_b(a|x)) batches, reshuffled
-    each epoch with a seeded generator (pi_b(a|x) is 1 where the data do not carry it)."""
-
-    def __init__(self, data: FQEData, batch_size: int, seed: int, member_weights: np.ndarray) -> None:
-        super().__init__()
-        self.rows = _Rows(
-            torch.as_tensor(data.features, dtype=torch.float32),
-            torch.as_tensor(data.actions, dtype=torch.int64),
-            torch.as_tensor(data.rewards, dtype=torch.float32),
-            torch.as_tensor(data.end, dtype=torch.bool),
-            torch.as_tensor(data.next_features, dtype=torch.float32),
-            torch.as_tensor(data.next_policy, dtype=torch.float32),
-            torch.as_tensor(member_weights, dtype=torch.float32),
-            torch.as_tensor(np.ones(len(data.actions)) if data.behavior_prob is None else data.behavior_prob,
-                            dtype=torch.float32),
-        )
-        self.sampler = _ShuffledBatches(len(self.rows), batch_size, seed)
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.rows, sampler=self.sampler, batch_size=None)
-
-
 class FQESystem(pl.LightningModule):
     """One regression per FQE iteration onto targets from the frozen previous Q."""
 
@@ -276,30 +227,6 @@ class FittedQ:
 
     def q_values(self, features: np.ndarray) -> np.ndarray:
         return self.member_q_values(features).mean(axis=0)
-
-
-def member_weights(patient: np.ndarray, n_members: int, seed: int) -> np.ndarray:
-    """[n, M] row weights: all 1 for one member; else member m's Bayesian-bootstrap weight of each
-    row's patient (Rubin, 1981: Exp(1) per patient, the smooth bootstrap with the same variance).
-
-    Unlike a multinomial resample, no patient -- and no rarely given dose level with it -- drops
-    out of a member's fit (a multinomial resample loses ~37% of the patients).
-
-    >>> w = member_weights(np.array([5, 5, 7]), 3, seed=0)
-    >>> w.shape, bool((w[0] == w[1]).all()), bool((w > 0).all()), member_weights(np.array([5, 7]), 1, 0).ravel().tolist()
-    ((3, 3), True, True, [1.0, 1.0])
-    """
-    if n_members == 1:
-        return np.ones((len(patient), 1))
-    ids, index = np.unique(patient, return_inverse=True)
-    per_patient = np.random.default_rng([seed, 7]).exponential(size=(n_members, ids.size))
-    return per_patient[:, index].T.astype(np.float64)
-
-
-def member_mean(weight: Tensor, loss: Tensor) -> Tensor:
-    """[M] each member's weighted mean of a per-row loss [M, b]; `weight` [b, M] bootstrap weights."""
-    w = weight.T
-    return (w * loss).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
 
 
 def check_fit_inputs(data: FQEData, n_actions: int, value_bounds: tuple[float, float] | None) -> None:

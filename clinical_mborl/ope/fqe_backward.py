@@ -43,16 +43,8 @@ from torch.utils.data import Sampler
 
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.core.lightning_logs import lightning_output
-from clinical_mborl.ope.fqe import (
-    FittedQ,
-    FQEConfig,
-    FQEData,
-    FQEDataModule,
-    QNetwork,
-    check_fit_inputs,
-    member_mean,
-    member_weights,
-)
+from clinical_mborl.ope.fqe import FittedQ, FQEConfig, FQEData, QNetwork, check_fit_inputs
+from clinical_mborl.ope.fqe_batches import FQEDataModule, member_mean, member_weights
 
 
 def window_steps(features: np.ndarray, horizon: int) -> np.ndarray:

@@ -51,15 +51,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from clinical_mborl.core.errors import InputError
-from clinical_mborl.ope.fqe import (
-    FittedQ,
-    FQEConfig,
-    FQEData,
-    FQESystem,
-    QNetwork,
-    fit_q_model,
-    member_mean,
-)
+from clinical_mborl.ope.fqe import FittedQ, FQEConfig, FQEData, FQESystem, QNetwork, fit_q_model
+from clinical_mborl.ope.fqe_batches import member_mean
 
 Side = Literal["lower", "upper"]
 #: behaviour probabilities are floored here so that one implausible action cannot dominate the bound

@@ -202,11 +202,7 @@ def ranking_rows(results: Sequence[dict[str, Any]], truths: Mapping[str, float],
     orderings = _truth_orderings(target, names, unresolved)
     out = []
     for est in estimators:
-        values = []
-        for r in reps:
-            vals = [r["candidates"].get(c, {}).get("estimates", {}).get(est, {}).get("value") for c in names]
-            if not any(v is None or not math.isfinite(v) for v in vals):
-                values.append(np.array(vals, dtype=np.float64))
+        values = _candidate_vectors(reps, names, est, "value")
         means = []
         for truth in [target, *orderings]:
             rhos = [spearmanr(v, truth).statistic for v in values]
@@ -215,7 +211,9 @@ def ranking_rows(results: Sequence[dict[str, Any]], truths: Mapping[str, float],
         if not arr.size:
             continue  # e.g. the clinician-only on-policy estimate: no ranking across candidates
         span = [float(np.mean(m)) for m in means if m]
-        by_bound = [spearmanr(b, target).statistic for b in _lower_bound_orders(reps, names, est)]
+        # the key the scoring table ranks by; the clinician's own paired difference is 0 by definition
+        by_bound = [spearmanr(b, target).statistic
+                    for b in _candidate_vectors(reps, names, est, "diff_lower_bound", clinician=0.0)]
         out.append(RankingRow(estimator=est, n_replicates=arr.size, spearman_mean=_mean(arr),
                               spearman_median=float(np.median(arr)), share_at_least_target=_mean(arr >= SPEARMAN_TARGET),
                               spearman_mean_range=(min(span), max(span)) if orderings else None,
@@ -223,15 +221,16 @@ def ranking_rows(results: Sequence[dict[str, Any]], truths: Mapping[str, float],
     return out
 
 
-def _lower_bound_orders(reps: Sequence[dict[str, Any]], names: list[str], est: str) -> list[np.ndarray]:
-    """Per replicate where every candidate has it, the key the scoring table ranks by: the paired
-    difference's lower bound (the clinician's own difference is 0 by definition)."""
+def _candidate_vectors(reps: Sequence[dict[str, Any]], names: list[str], est: str, key: str,
+                       clinician: float | None = None) -> list[np.ndarray]:
+    """Per replicate where every candidate has a finite `key` of estimator `est`, those numbers in
+    the order of `names`; `clinician`, when given, stands in for the clinician's own entry."""
     out = []
     for r in reps:
-        keys = [0.0 if c == "clinician" else
-                r["candidates"].get(c, {}).get("estimates", {}).get(est, {}).get("diff_lower_bound") for c in names]
-        if not any(k is None or not math.isfinite(k) for k in keys):
-            out.append(np.array(keys, dtype=np.float64))
+        nums = [clinician if c == "clinician" and clinician is not None else
+                r["candidates"].get(c, {}).get("estimates", {}).get(est, {}).get(key) for c in names]
+        if not any(x is None or not math.isfinite(x) for x in nums):
+            out.append(np.array(nums, dtype=np.float64))
     return out
 
 

@@ -18,7 +18,8 @@ from clinical_mborl.ope import (
     WeightedDoublyRobust,
 )
 from clinical_mborl.ope.evaluate import evaluate_arrays
-from clinical_mborl.ope.fqe import FQEConfig, FQESystem, QNetwork, fit_fqe, member_weights
+from clinical_mborl.ope.fqe import FQEConfig, FQESystem, QNetwork, fit_fqe
+from clinical_mborl.ope.fqe_batches import member_weights
 from clinical_mborl.ope.intervals import ResamplePlan, bootstrap_all
 
 from .tabular import Episodes, fqe_data, random_mdp, random_policy, simulate, tabular_features
