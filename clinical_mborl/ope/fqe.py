@@ -94,8 +94,24 @@ class FQEConfig(StrictModel):
                                        "(16 data sets) it moved every FQE bias down by 0.02-0.05 and cut "
                                        "coverage (docs/coverage.md).")
 
+    function_class: Literal["network", "linear"] = Field(
+        "network", description="network: the MLP of `hidden_sizes`, each iteration's regression run for "
+        "`epochs_per_iteration` Adam epochs; linear: Q(s, a) = x(s) . (theta_shared + theta_a), each "
+        "iteration's ridge regression solved exactly (`ope.fqe_linear`), so no optimisation budget; needs "
+        "hidden_sizes=() and the iterative schedule.")
+    shared_penalty: float = Field(1.0, gt=0, description="linear: ridge penalty on the shared coefficients.")
+    action_penalty: float = Field(10.0, gt=0, description="linear: ridge penalty on each dose level's own "
+                                  "coefficients, pulling a rarely given level's Q toward the shared one (about "
+                                  "the number of unit-variance rows at which a level's own fit gets half weight).")
+
     @model_validator(mode="after")
     def _schedule_options(self) -> FQEConfig:
+        if self.function_class == "linear" and (self.hidden_sizes or self.schedule != "iterative"
+                                                or self.lr_schedule != "constant"):
+            raise ValueError("function_class='linear' solves each iteration in closed form: it needs "
+                             "hidden_sizes=(), schedule='iterative' and lr_schedule='constant', got "
+                             f"hidden_sizes={self.hidden_sizes}, schedule={self.schedule!r}, "
+                             f"lr_schedule={self.lr_schedule!r}.")
         if self.schedule == "backward" and self.lr_schedule != "constant":
             raise ValueError(f"lr_schedule={self.lr_schedule!r} anneals each iteration of the iterative schedule; "
                              "the backward schedule fits each step once, so use lr_schedule='constant' with it.")
@@ -248,6 +264,10 @@ def fit_fqe(data: FQEData, n_actions: int, gamma: float, horizon: int, config: F
         from clinical_mborl.ope.fqe_backward import fit_backward_fqe  # it builds on this module
 
         return fit_backward_fqe(data, n_actions, gamma, horizon, config, value_bounds)
+    if config.function_class == "linear":
+        from clinical_mborl.ope.fqe_linear import fit_linear_fqe  # it builds on this module
+
+        return fit_linear_fqe(data, n_actions, gamma, horizon, config, value_bounds)
     return fit_q_model(data, n_actions, n_actions, horizon, config, value_bounds,
                        lambda net, scale, bounds: FQESystem(net, gamma, scale, config, bounds))[0]
 
@@ -261,9 +281,10 @@ def fit_q_model(data: FQEData, n_actions: int, n_outputs: int, horizon: int, con
     the `n_actions` outputs from each of `head_offsets` (shared by `fit_fqe` and the sensitivity
     bounds of `ope.sensitivity`, which train several bounds in one network)."""
     check_fit_inputs(data, n_actions, value_bounds)
-    if config.schedule != "iterative":
-        raise InputError(f"FQE: the {config.schedule} schedule fits plain FQE only; the sensitivity bounds "
-                         "need schedule 'iterative'.")
+    if config.schedule != "iterative" or config.function_class != "network":
+        raise InputError(f"FQE: the {config.schedule} schedule and the {config.function_class} function class "
+                         "fit plain FQE only; the sensitivity bounds need schedule 'iterative' and "
+                         "function_class 'network'.")
     bounds = value_bounds if config.clip_to_value_bounds else None
     torch.manual_seed(config.seed)
     scale = max(float(np.abs(data.rewards).max()), 1e-8)
