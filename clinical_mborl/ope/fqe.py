@@ -2,8 +2,9 @@
 
 Q(s, .) over the discrete joint dose levels is regressed, iteration after iteration, on the
 target  y = r + gamma * (1 - end) * sum_a pi_e(a | s') Q_prev(s', a),  where Q_prev is a frozen
-copy refreshed every `epochs_per_iteration` epochs, `end` = death, discharge or window end (no
-bootstrapping past a stay), and pi_e the *softened* evaluation policy. Inputs carry the window
+copy refreshed every `steps_per_iteration` Adam steps (or `epochs_per_iteration` epochs), `end` =
+death, discharge or window end (no bootstrapping past a stay), and pi_e the *softened* evaluation
+policy. Inputs carry the window
 step (one-hot), so with `n_iterations >= window steps` the finite-horizon recursion is exact up
 to the regression error (the first iteration bootstraps from zero, not from a random net).
 
@@ -67,7 +68,12 @@ class FQEConfig(StrictModel):
     hidden_sizes: tuple[int, ...] = Field((64, 64), description="MLP widths (SiLU); () is linear.")
     n_iterations: int | None = Field(None, ge=1, description="FQE iterations (target refreshes); "
                                      "None: the window length + 1 (exact finite-horizon recursion).")
-    epochs_per_iteration: int = Field(4, ge=1, description="Regression epochs per iteration.")
+    epochs_per_iteration: int = Field(4, ge=1, description="Regression epochs per iteration (when "
+                                      "`steps_per_iteration` is None).")
+    steps_per_iteration: int | None = Field(
+        None, ge=1, description="iterative schedule: Adam steps per iteration (target refresh), whatever the "
+        "number of rows; None: `epochs_per_iteration` epochs, so the budget grows with the cohort. FQE's "
+        "values move with this budget (docs/coverage.md, lesson 16).")
     batch_size: int = Field(1024, ge=1, description="Rows per gradient step.")
     learning_rate: float = Field(3e-3, gt=0, description="Adam step size.")
     lr_schedule: Literal["constant", "cosine"] = Field(
@@ -183,7 +189,7 @@ class FQESystem(pl.LightningModule):
         before A broadcast with `r`, `end` and `pi_next`, e.g. [M, b, K, A] for K heads)."""
         with torch.no_grad():
             v_next = (pi_next * q_next).sum(dim=-1)  # [M, b]
-            if self.current_epoch < self.config.epochs_per_iteration:
+            if self.in_first_iteration():
                 v_next = torch.zeros_like(v_next)  # first iteration: Q_0 = 0
             elif self.bounds is not None:
                 v_next = v_next.clamp(*self.bounds)
@@ -195,8 +201,18 @@ class FQESystem(pl.LightningModule):
         q = self.net(x).gather(2, a.expand(self.net.n_members, -1)[..., None]).squeeze(-1)
         return member_mean(weight, (q - y) ** 2).sum()
 
+    def in_first_iteration(self) -> bool:
+        if self.config.steps_per_iteration is None:
+            return self.current_epoch < self.config.epochs_per_iteration
+        return self.global_step < self.config.steps_per_iteration
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        steps = self.config.steps_per_iteration
+        if steps is not None and self.global_step % steps == 0:  # global_step: optimiser steps taken
+            self.target.load_state_dict(self.net.state_dict())
+
     def on_train_epoch_end(self) -> None:
-        if (self.current_epoch + 1) % self.config.epochs_per_iteration == 0:
+        if self.config.steps_per_iteration is None and (self.current_epoch + 1) % self.config.epochs_per_iteration == 0:
             self.target.load_state_dict(self.net.state_dict())
 
     def configure_optimizers(self) -> Any:
@@ -204,9 +220,11 @@ class FQESystem(pl.LightningModule):
                                      weight_decay=self.config.weight_decay)
         if self.config.lr_schedule == "constant":
             return optimizer
-        epochs = self.trainer.max_epochs or self.config.epochs_per_iteration
-        per_iteration = max(1, round(float(self.trainer.estimated_stepping_batches)
-                                     * self.config.epochs_per_iteration / epochs))
+        per_iteration = self.config.steps_per_iteration
+        if per_iteration is None:
+            epochs = self.trainer.max_epochs or self.config.epochs_per_iteration
+            per_iteration = max(1, round(float(self.trainer.estimated_stepping_batches)
+                                         * self.config.epochs_per_iteration / epochs))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_factor(step, per_iteration))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -298,9 +316,11 @@ def fit_q_model(data: FQEData, n_actions: int, n_outputs: int, horizon: int, con
 def train_system(system: FQESystem, data: FQEData, config: FQEConfig, horizon: int) -> None:
     """Run the FQE iterations of `system` on `data` (one Lightning fit, CPU, deterministic)."""
     n_iter = config.n_iterations or horizon + 1
+    steps = config.steps_per_iteration
+    max_epochs, max_steps = (n_iter * config.epochs_per_iteration, -1) if steps is None else (-1, n_iter * steps)
     with lightning_output(quiet=True, level=logging.ERROR, all_warnings=True):
         trainer = pl.Trainer(
-            accelerator="cpu", devices=1, max_epochs=n_iter * config.epochs_per_iteration, logger=False,
+            accelerator="cpu", devices=1, max_epochs=max_epochs, max_steps=max_steps, logger=False,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
             deterministic=True,
         )

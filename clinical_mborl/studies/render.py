@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clinical_mborl.simulators.sepsis.ground_truth import Z95
 from clinical_mborl.studies.coverage import COVERAGE_RANGE, LOWER_BOUND_TARGET, SPEARMAN_TARGET
 from clinical_mborl.studies.gate_summary import REFUSAL_TARGET
 from clinical_mborl.studies.truth import paired_difference
+
+if TYPE_CHECKING:
+    from clinical_mborl.ope.fqe import FQEConfig
 
 
 def _num(x: float | None, nd: int = 3) -> str:
@@ -53,7 +56,7 @@ def _settings(result: Any) -> list[str]:
         f"softening eps = {o.soften_epsilon}; clip = {o.clip}.",
         f"- Clinician model per replicate: {c.behavior.n_folds} folds (cross-fitted), hidden "
         f"{list(c.behavior.hidden_sizes)}, <= {c.behavior.max_epochs} epochs. FQE: hidden "
-        f"{list(o.fqe.hidden_sizes)}, {o.fqe.epochs_per_iteration} epochs/iteration, batch {o.fqe.batch_size}, "
+        f"{list(o.fqe.hidden_sizes)}, {_fqe_budget(o.fqe)}, batch {o.fqe.batch_size}, "
         f"lr {o.fqe.learning_rate}, {o.fqe.n_members} member(s)"
         f"{' (bootstrapped FQE: Bayesian-bootstrap refits, resample b uses member b mod M)' if o.fqe.n_members > 1 else ''}"
         f". Dynamics: {dyn}.",
@@ -180,3 +183,12 @@ def render_gate(result: Any) -> str:
     if result.errors:
         lines += ["## Replicates refused by the pipeline", "", *[f"- {e}" for e in result.errors], ""]
     return "\n".join(lines)
+
+
+def _fqe_budget(fqe: FQEConfig) -> str:
+    """How each FQE iteration's regression is run, as the study header states it."""
+    if fqe.function_class == "linear":
+        return f"linear, solved exactly (penalties {fqe.shared_penalty} shared, {fqe.action_penalty} per dose level)"
+    if fqe.steps_per_iteration is not None:
+        return f"{fqe.steps_per_iteration} Adam steps/iteration"
+    return f"{fqe.epochs_per_iteration} epochs/iteration"

@@ -151,3 +151,37 @@ def test_tabular_fqe_with_the_cosine_schedule_reaches_the_empirical_fixed_point(
     feats = tabular_features(mdp)
     q = model.q_values(feats.reshape(-1, feats.shape[-1])).reshape(mdp.horizon, mdp.n_states, mdp.n_actions)
     assert_reaches_empirical_q(q, mdp, ep, pi_e)
+
+
+def test_steps_per_iteration_fixes_the_budget_whatever_the_rows_and_refreshes_the_target_on_time(monkeypatch):
+    """An iteration is `steps_per_iteration` Adam steps, across epoch boundaries; the target is Q_0 = 0
+    during the first and is refreshed after every `steps_per_iteration` steps."""
+    seen: list[tuple[int, bool, float]] = []
+    original = fqe_module.FQESystem.training_step
+
+    def recording(self, batch, batch_idx):
+        seen.append((self.global_step, self.in_first_iteration(), float(self.target.weights[-1].sum())))
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(fqe_module.FQESystem, "training_step", recording)
+    config = FQEConfig(hidden_sizes=(4,), steps_per_iteration=5, batch_size=30, n_iterations=3, n_members=1)
+    for patients in (40, 80):  # 4 and 8 batches per epoch: the same 15 steps
+        seen.clear()
+        fit_fqe(_toy_fqe_data(patients), 2, 0.9, 3, config)
+        assert [s for s, _, _ in seen] == list(range(15))
+        assert [first for _, first, _ in seen] == [True] * 5 + [False] * 10
+        targets = [t for _, _, t in seen]
+        changes = [i for i in range(1, 15) if targets[i] != targets[i - 1]]
+        assert changes == [5, 10]
+
+
+def test_a_step_budget_equal_to_the_epoch_budget_gives_the_same_fit():
+    data = _toy_fqe_data(40)  # 120 rows, batches of 30: 4 steps per epoch
+    for schedule in ("cosine", "constant"):
+        by_epochs = FQEConfig(hidden_sizes=(4,), epochs_per_iteration=2, batch_size=30, n_iterations=3,
+                              n_members=2, lr_schedule=schedule)
+        by_steps = by_epochs.model_copy(update={"steps_per_iteration": 8, "epochs_per_iteration": 99})
+        a, b = (fit_fqe(data, 2, 0.9, 3, c).member_q_values(data.features) for c in (by_epochs, by_steps))
+        np.testing.assert_array_equal(a, b)
+    c = fit_fqe(data, 2, 0.9, 3, by_steps.model_copy(update={"steps_per_iteration": 4})).member_q_values(data.features)
+    assert not np.allclose(a, c)
