@@ -118,12 +118,16 @@ def simulate(mdp: TabularMDP, pi: np.ndarray, n: int, rng: np.random.Generator) 
     return Episodes(states, actions, rewards, mask)
 
 
-def tabular_problem(n_episodes: int, sharp: float) -> tuple[TabularMDP, np.ndarray, np.ndarray, Episodes]:
-    """The suite's usual tabular problem: MDP seed 0, clinician-like pi_b (seed 1), pi_e (seed 2,
-    `sharp`) and `n_episodes` of pi_b (rng seed 0)."""
+def tabular_policies(sharp: float) -> tuple[TabularMDP, np.ndarray, np.ndarray]:
+    """The suite's usual tabular MDP (seed 0), its clinician-like pi_b (seed 1) and pi_e (seed 2, `sharp`)."""
     mdp = random_mdp(0)
-    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
-    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=sharp)
+    return mdp, random_policy(1, mdp.n_states, mdp.n_actions), random_policy(2, mdp.n_states, mdp.n_actions,
+                                                                             sharp=sharp)
+
+
+def tabular_problem(n_episodes: int, sharp: float) -> tuple[TabularMDP, np.ndarray, np.ndarray, Episodes]:
+    """`tabular_policies(sharp)` and `n_episodes` of pi_b (rng seed 0)."""
+    mdp, pi_b, pi_e = tabular_policies(sharp)
     return mdp, pi_b, pi_e, simulate(mdp, pi_b, n_episodes, np.random.default_rng(0))
 
 

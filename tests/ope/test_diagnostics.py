@@ -17,7 +17,7 @@ from clinical_mborl.ope import (
     weight_diagnostics,
 )
 
-from .tabular import ope_data, random_mdp, random_policy, simulate
+from .tabular import ope_data, simulate, tabular_policies
 
 
 @settings(max_examples=60, deadline=None)
@@ -61,9 +61,7 @@ def test_clipping_is_reported_with_the_share_clipped(seed, clip, n):
 
 
 def test_diagnostics_on_a_tabular_mdp_match_direct_formulas():
-    mdp = random_mdp(0)
-    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
-    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=3.0)
+    mdp, pi_b, pi_e = tabular_policies(3.0)
     data = ope_data(mdp, simulate(mdp, pi_b, 2000, np.random.default_rng(0)), pi_b, pi_e)
     dg = weight_diagnostics(data, clip=20.0, plan=ResamplePlan(data.n_patients, 400, seed=0), support_threshold=0.2)
     raw = np.cumprod(data.pe / data.pb, axis=1)

@@ -20,16 +20,22 @@ from clinical_mborl.ope import (
     make_estimator,
 )
 
-from .tabular import ope_data, q_values, random_mdp, random_policy, simulate, true_value
+from .tabular import (
+    ope_data,
+    q_values,
+    random_mdp,
+    random_policy,
+    simulate,
+    tabular_policies,
+    true_value,
+)
 
 ALL_IS = [WeightedImportanceSampling(), PerDecisionWIS(), DoublyRobust(), WeightedDoublyRobust()]
 
 
 @pytest.fixture(scope="module")
 def setting():
-    mdp = random_mdp(0)
-    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
-    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=3.0)
+    mdp, pi_b, pi_e = tabular_policies(3.0)
     return mdp, pi_b, pi_e
 
 

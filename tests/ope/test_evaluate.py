@@ -10,14 +10,12 @@ import pytest
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.ope import OPE_FILE, OPEConfig, OPEData, OPEReport, evaluate_arrays
 
-from .tabular import ope_data, random_mdp, random_policy, simulate, true_value
+from .tabular import ope_data, simulate, tabular_policies, true_value
 
 
 @pytest.fixture(scope="module")
 def report_and_truth():
-    mdp = random_mdp(0)
-    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
-    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=1.5)
+    mdp, pi_b, pi_e = tabular_policies(1.5)
     ep = simulate(mdp, pi_b, 3000, np.random.default_rng(0))
     data = ope_data(mdp, ep, pi_b, pi_e, patient=np.arange(3000) // 2)  # two stays per patient
     config = OPEConfig(n_resamples=500, soften_epsilon=0.0, clip=50.0)
@@ -76,9 +74,7 @@ def test_softening_must_match_the_config():
 
 
 def test_sensitivity_bounds_are_evaluated_like_fqe_and_skipped_without_their_q_values():
-    mdp = random_mdp(0)
-    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
-    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=1.5)
+    mdp, pi_b, pi_e = tabular_policies(1.5)
     ep = simulate(mdp, pi_b, 400, np.random.default_rng(0))
     data = ope_data(mdp, ep, pi_b, pi_e, patient=np.arange(400))
     config = OPEConfig(n_resamples=200, soften_epsilon=0.0, estimators=("fqe",), sensitivity_lambdas=(2.0,))

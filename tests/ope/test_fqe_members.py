@@ -22,7 +22,7 @@ from clinical_mborl.ope.fqe import FQEConfig, FQESystem, QNetwork, fit_fqe
 from clinical_mborl.ope.fqe_batches import member_weights
 from clinical_mborl.ope.intervals import ResamplePlan, bootstrap_all
 
-from .tabular import Episodes, fqe_data, random_mdp, random_policy, simulate, tabular_features
+from .tabular import Episodes, fqe_data, simulate, tabular_features, tabular_policies
 
 TABULAR_MEMBERS = FQEConfig(hidden_sizes=(), epochs_per_iteration=60, batch_size=100_000, learning_rate=0.1,
                             n_members=3, seed=4)
@@ -69,9 +69,7 @@ def _weighted_empirical_q(mdp, ep: Episodes, pi_e: np.ndarray, weight: np.ndarra
 
 
 def test_each_member_reaches_the_fixed_point_of_its_own_weighted_data():
-    mdp = random_mdp(0)
-    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
-    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=3.0)
+    mdp, pi_b, pi_e = tabular_policies(3.0)
     ep = simulate(mdp, pi_b, 600, np.random.default_rng(0))
     data = fqe_data(mdp, ep, pi_e)
     model = fit_fqe(data, mdp.n_actions, mdp.gamma, mdp.horizon, TABULAR_MEMBERS)

@@ -8,7 +8,7 @@ import pytest
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.ope import OPEData, empirical_bernstein_lower, high_confidence_lower_bound
 
-from .tabular import ope_data, random_mdp, random_policy, simulate, true_value
+from .tabular import ope_data, simulate, tabular_policies, true_value
 
 
 def test_bound_equals_the_pairwise_form_of_theorem_1():
@@ -29,9 +29,7 @@ def test_bound_tightens_towards_the_mean_with_more_data():
 
 
 def test_bound_holds_off_policy_on_a_tabular_mdp():
-    mdp = random_mdp(0)
-    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
-    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=1.5)
+    mdp, pi_b, pi_e = tabular_policies(1.5)
     truth = true_value(mdp, pi_e)
     rng = np.random.default_rng(3)
     bounds = []

@@ -33,7 +33,7 @@ from clinical_mborl.ope.intervals import (
     summarise,
 )
 
-from .tabular import ope_data, random_mdp, random_policy, simulate, true_value
+from .tabular import ope_data, simulate, tabular_policies, true_value
 
 
 def grouped_data(seed: int = 0, n_episodes: int = 40, n_steps: int = 4) -> OPEData:
@@ -123,9 +123,7 @@ def test_bca_matches_scipy_on_a_skewed_mean():
 
 @pytest.mark.parametrize("method", ["percentile", "bca"])
 def test_intervals_cover_the_truth_on_a_tabular_mdp(method):
-    mdp = random_mdp(0)
-    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
-    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=1.5)
+    mdp, pi_b, pi_e = tabular_policies(1.5)
     truth = true_value(mdp, pi_e)
     ests = [WeightedImportanceSampling(), PerDecisionWIS(), WeightedDoublyRobust()]
     hits = {e.name: 0 for e in ests}

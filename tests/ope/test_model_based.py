@@ -10,7 +10,7 @@ from clinical_mborl.core.errors import InputError
 from clinical_mborl.dynamics import ModelStep
 from clinical_mborl.ope.model_based import model_based_returns, softened_sampler
 
-from .tabular import TabularMDP, random_mdp, random_policy, true_value
+from .tabular import TabularMDP, random_mdp, tabular_policies, true_value
 
 
 class TabularEnsemble:
@@ -51,9 +51,7 @@ class TabularPolicy:
 
 @pytest.mark.parametrize("epsilon", [0.0, 0.3])
 def test_rollout_returns_converge_to_the_true_value_of_the_softened_policy(epsilon):
-    mdp = random_mdp(0)
-    pi_b = random_policy(1, mdp.n_states, mdp.n_actions)
-    pi_e = random_policy(2, mdp.n_states, mdp.n_actions, sharp=3.0)
+    mdp, pi_b, pi_e = tabular_policies(3.0)
     rng = np.random.default_rng(0)
     starts = rng.choice(mdp.n_states, size=4000, p=mdp.mu0)
     sampler = softened_sampler(TabularPolicy("e", pi_e), TabularPolicy("b", pi_b), lambda x: x, epsilon, rng)
