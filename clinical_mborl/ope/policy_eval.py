@@ -28,6 +28,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,6 +70,9 @@ def evaluate_policy(
     history = fit_history_adjustment(transitions, behavior.config) if config.adjust_for_history else None
     data = build_ope_data(policy, transitions, behavior, dynamics, config, history)
     report = evaluate_arrays(data, config, policy=policy.name)
+    steps = fqe_steps_per_iteration(transitions, config)
+    if steps is not None and report.skipped.get("fqe") is None:
+        report = report.model_copy(update={"fqe_steps_per_iteration": steps})
     if out_dir is not None:
         from clinical_mborl.ope.subgroups import definition_for, evaluate_subgroups
 
@@ -173,6 +177,26 @@ def build_ope_data(
         q_sa_members=q_members if q_sa is None else None, v_s_members=v_members if q_sa is None else None,
         sensitivity=sensitivity,
     )
+
+
+def fqe_steps_per_iteration(transitions: TransitionSet, config: OPEConfig) -> int | None:
+    """Adam steps each iteration's regression of the network FQE takes on this cohort (per Q-fit;
+    when the fit and evaluation splits overlap, a fit sees all but one of `fqe.n_folds` folds, and
+    the count is for that share of the rows). None when no network FQE runs.
+
+    FQE's values move with this budget (docs/coverage.md, lesson 16), and with `epochs_per_iteration`
+    it grows with the cohort, so `ope.json` records it.
+    """
+    fqe = config.fqe
+    if (not any(name in config.estimators for name in Q_ESTIMATORS) or fqe.function_class != "network"
+            or fqe.schedule != "iterative" or transitions.manifest.action_space.kind != "discrete"):
+        return None
+    if fqe.steps_per_iteration is not None:
+        return fqe.steps_per_iteration
+    n_fit = int(np.isin(transitions.frame["split"].to_numpy(), config.q_fit_splits).sum())
+    if set(config.q_fit_splits) & set(config.eval_splits):
+        n_fit = math.ceil(n_fit * (fqe.n_folds - 1) / fqe.n_folds)
+    return fqe.epochs_per_iteration * math.ceil(n_fit / fqe.batch_size)
 
 
 def return_bounds(transitions: TransitionSet, raw: TransitionArrays) -> tuple[float, float]:

@@ -193,6 +193,10 @@ class OPEReport(StrictModel):
     sensitivity: list[SensitivityBound] = Field(
         default_factory=list, description="FQE's marginal-sensitivity bounds, one per Lambda in "
         "`settings.sensitivity_lambdas` (empty when none were asked for).")
+    fqe_steps_per_iteration: int | None = Field(
+        None, description="Adam steps each iteration's regression of the network FQE took on this cohort "
+        "(`settings.fqe.steps_per_iteration`, or its epochs times the batches in a fit); FQE's values move "
+        "with it. None when no network FQE ran (and in files written before it was recorded).")
 
     def estimate(self, name: str) -> OPEEstimate:
         """The entry of one estimator by name ("clinician" included)."""

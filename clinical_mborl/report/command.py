@@ -35,6 +35,7 @@ from clinical_mborl.report.sources import (
     policy_doses,
     review_trajectories,
 )
+from clinical_mborl.report.text import fqe_budget_limitation
 
 
 def _read_structured(path: Path, what: str) -> Any:
@@ -96,6 +97,7 @@ def report_from_artifacts(policy: str, cohort: str | Path, behavior: str | Path,
         doses=policy_doses(target, ts, split), ope=ope_inputs(ope_report), gate=decision, explanation=summary,
         subgroups=subs, subgroup_split=split, trajectories=review_trajectories(target, ts, split),
         characteristics=characteristics_from_transitions(ts),
+        limitations=[text for text in (fqe_budget_limitation(ope_report.fqe_steps_per_iteration),) if text],
         reproducibility=ReproducibilityInput(
             policy=fingerprint_policy(policy_path) if policy_path.exists()
             else PolicyFingerprint(kind="named", files={policy: ""}),

@@ -197,3 +197,35 @@ def test_continuous_doses_use_density_ratios_and_refuse_point_masses():
     assert [e.estimator for e in report.estimates] == ["wis", "pdwis"] and "wdr" in report.skipped
     with pytest.raises(InputError, match="point mass"):
         build_ope_data(NoTreatmentPolicy(ts.feature_names, ts.manifest.action_space), ts, pi_b, None, cfg)
+
+
+@pytest.mark.parametrize("q_fit, n_folds", [(("train",), 5), (("val", "test"), 2)])
+def test_ope_json_records_the_adam_steps_each_fqe_iteration_took(toy, monkeypatch, q_fit, n_folds):
+    """The recorded budget is what the fits did: split design exactly, cross-fitted folds on average."""
+    import clinical_mborl.ope.fqe as fqe_module
+
+    ts, pi_b, _ = toy
+    steps: list[float] = []
+    real = fqe_module.train_system
+
+    def spy(system, data, config, horizon):
+        real(system, data, config, horizon)
+        steps.append(system.global_step / (config.n_iterations or horizon + 1))
+
+    monkeypatch.setattr(fqe_module, "train_system", spy)
+    fqe = FQEConfig(hidden_sizes=(8,), epochs_per_iteration=3, batch_size=64, n_members=1, n_folds=n_folds)
+    cfg = FAST.model_copy(update={"estimators": ("fqe",), "q_fit_splits": q_fit, "fqe": fqe})
+    policy = RandomPolicy(ts.feature_names, ts.manifest.action_space)
+    report = evaluate_policy(policy, ts, pi_b, None, cfg)
+    assert len(steps) == (1 if q_fit == ("train",) else n_folds)
+    assert report.fqe_steps_per_iteration is not None and report.fqe_steps_per_iteration % 3 == 0
+    assert abs(report.fqe_steps_per_iteration - np.mean(steps)) <= 3  # one batch per epoch at most
+    if q_fit == ("train",):
+        assert report.fqe_steps_per_iteration == steps[0]
+    fixed = cfg.model_copy(update={"fqe": fqe.model_copy(update={"steps_per_iteration": 5})})
+    steps.clear()
+    assert evaluate_policy(policy, ts, pi_b, None, fixed).fqe_steps_per_iteration == 5 == steps[0]
+    linear = cfg.model_copy(update={"fqe": FQEConfig(function_class="linear", hidden_sizes=(), n_members=1)})
+    assert evaluate_policy(policy, ts, pi_b, None, linear).fqe_steps_per_iteration is None
+    no_q = cfg.model_copy(update={"estimators": ("wis",)})
+    assert evaluate_policy(policy, ts, pi_b, None, no_q).fqe_steps_per_iteration is None

@@ -192,3 +192,14 @@ def test_the_cohort_within_step_decision_share_becomes_a_limitation(workspace):
     assert not any(t.startswith(marker) for t in report_limitations([(10, 0.9)]))  # too few orders
     loud = [t for t in report_limitations([(500, 0.55), (500, 0.72)]) if t.startswith(marker)]
     assert len(loud) == 1 and f"55% of the {dims[0]} orders" in loud[0] and f"72% of the {dims[1]}" in loud[0]
+
+
+def test_fqe_budget_limitation_states_the_budget_against_the_studied_one():
+    from clinical_mborl.report.text import STUDIED_FQE_STEPS, fqe_budget_limitation
+
+    assert fqe_budget_limitation(None) is None
+    inside = fqe_budget_limitation(STUDIED_FQE_STEPS[0])
+    assert inside is not None and "the budget the simulation studies measured" in inside
+    for steps in (STUDIED_FQE_STEPS[0] - 1, STUDIED_FQE_STEPS[1] + 1, 400):
+        text = fqe_budget_limitation(steps)
+        assert text is not None and f"took {steps} Adam steps (outside" in text

@@ -30,7 +30,7 @@ def artifacts(tmp_path_factory):
                   normalizer=ts.normalizer, feature_names=ts.feature_names, action_space=ts.manifest.action_space,
                   constraint=ConstraintConfig(support_threshold=0.0), cohort_manifest_hash=ts.manifest_hash,
                   seed=0).save(root / "policy")
-    ope_report().write(root / "ope")
+    ope_report().model_copy(update={"fqe_steps_per_iteration": 140}).write(root / "ope")
     (root / "gate.yaml").write_text("subgroup_attributes: []\nprimary_estimators: [wdr]\n")
     return root, ts
 
@@ -58,6 +58,9 @@ def test_explain_report_and_guard(artifacts):
     html = (root / "passing" / "report.html").read_text()
     assert "SENTINEL" not in html and "SENTINEL" not in (root / "passing" / "report.json").read_text()
     assert "Case A" in html
+    limitations = json.loads((root / "passing" / "report.json").read_text())["limitations"]
+    budget = [t for t in limitations if t.startswith("FQE's optimisation budget")]
+    assert len(budget) == 1 and "140 Adam steps (outside the 28-32 steps" in budget[0]
     assert recommend_guard(root / "policy", root / "passing", root / "cohort").policy_name == "toy-q"
 
 
