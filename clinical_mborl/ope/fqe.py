@@ -4,9 +4,10 @@ Q(s, .) over the discrete joint dose levels is regressed, iteration after iterat
 target  y = r + gamma * (1 - end) * sum_a pi_e(a | s') Q_prev(s', a),  where Q_prev is a frozen
 copy refreshed every `steps_per_iteration` Adam steps (or `epochs_per_iteration` epochs), `end` =
 death, discharge or window end (no bootstrapping past a stay), and pi_e the *softened* evaluation
-policy. Inputs carry the window
-step (one-hot), so with `n_iterations >= window steps` the finite-horizon recursion is exact up
-to the regression error (the first iteration bootstraps from zero, not from a random net).
+policy. Inputs carry the window step (one-hot), so with `n_iterations >= window steps` the
+finite-horizon recursion is exact up to the regression error (the first iteration bootstraps from
+zero, not from a random net). `function_class = "linear"` solves every regression exactly instead
+(`ope.fqe_linear`).
 
 Model / system / data are separate (Lightning): `QNetwork`, `FQESystem`, `FQEDataModule`
 (`ope.fqe_batches`, with the members' bootstrap weights).
@@ -101,8 +102,8 @@ class FQEConfig(StrictModel):
                                        "coverage (docs/coverage.md).")
 
     function_class: Literal["network", "linear"] = Field(
-        "network", description="network: the MLP of `hidden_sizes`, each iteration's regression run for "
-        "`epochs_per_iteration` Adam epochs; linear: Q(s, a) = x(s) . (theta_shared + theta_a), each "
+        "network", description="network: the MLP of `hidden_sizes`, each iteration's regression run for its "
+        "Adam budget (`steps_per_iteration`, or `epochs_per_iteration`); linear: Q(s, a) = x(s) . (theta_shared + theta_a), each "
         "iteration's ridge regression solved exactly (`ope.fqe_linear`), so no optimisation budget; needs "
         "hidden_sizes=() and the iterative schedule.")
     shared_penalty: float = Field(1.0, gt=0, description="linear: ridge penalty on the shared coefficients.")
@@ -118,6 +119,10 @@ class FQEConfig(StrictModel):
                              "hidden_sizes=(), schedule='iterative' and lr_schedule='constant', got "
                              f"hidden_sizes={self.hidden_sizes}, schedule={self.schedule!r}, "
                              f"lr_schedule={self.lr_schedule!r}.")
+        if self.steps_per_iteration is not None and (self.schedule != "iterative" or self.function_class != "network"):
+            raise ValueError(f"steps_per_iteration={self.steps_per_iteration} is the Adam budget of the network's "
+                             "iterative schedule; the backward schedule has steps_per_stage and the linear function "
+                             "class solves each iteration exactly, so leave it None with them.")
         if self.schedule == "backward" and self.lr_schedule != "constant":
             raise ValueError(f"lr_schedule={self.lr_schedule!r} anneals each iteration of the iterative schedule; "
                              "the backward schedule fits each step once, so use lr_schedule='constant' with it.")

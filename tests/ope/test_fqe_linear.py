@@ -98,5 +98,9 @@ def test_linear_settings_are_checked():
         FQEConfig(function_class="linear")
     with pytest.raises(ValidationError, match="schedule"):
         FQEConfig(function_class="linear", hidden_sizes=(), schedule="backward")
+    with pytest.raises(ValidationError, match="steps_per_iteration"):
+        FQEConfig(function_class="linear", hidden_sizes=(), steps_per_iteration=32)
+    with pytest.raises(ValidationError, match="steps_per_iteration"):
+        FQEConfig(schedule="backward", steps_per_iteration=32)
     with pytest.raises(InputError, match="function_class 'network'"):
         fit_q_model(_rare_action_data(), 2, 2, 1, EXACT, None, lambda *args: None)  # type: ignore[arg-type,return-value]
