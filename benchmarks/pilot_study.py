@@ -59,7 +59,7 @@ def main() -> None:
         config = config.model_copy(update={"truth_episodes": a.truth_episodes})
     update = json.loads(a.fqe)
     if update:
-        fqe = config.ope.fqe.model_copy(update=update)
+        fqe = type(config.ope.fqe).model_validate({**config.ope.fqe.model_dump(), **update})  # checked, not copied
         config = config.model_copy(update={"ope": config.ope.model_copy(update={"fqe": fqe})})
     dynamics = json.loads(a.dynamics)
     if dynamics:
