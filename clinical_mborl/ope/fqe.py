@@ -128,6 +128,17 @@ class FQEConfig(StrictModel):
                              "the backward schedule fits each step once, so use lr_schedule='constant' with it.")
         return self
 
+    def iteration_steps(self, n_rows: int) -> int:
+        """Adam steps in each iteration of a network fit on `n_rows` rows: `steps_per_iteration`, or
+        `epochs_per_iteration` passes of ceil(n_rows / batch_size) batches.
+
+        >>> FQEConfig().iteration_steps(6500), FQEConfig(steps_per_iteration=32).iteration_steps(6500)
+        (28, 32)
+        """
+        if self.steps_per_iteration is not None:
+            return self.steps_per_iteration
+        return self.epochs_per_iteration * math.ceil(n_rows / self.batch_size)
+
 
 @dataclass(frozen=True)
 class FQEData:
@@ -183,6 +194,7 @@ class FQESystem(pl.LightningModule):
         self.net, self.target = net, copy.deepcopy(net).requires_grad_(False)
         self.gamma, self.scale, self.config = gamma, scale, config
         self.bounds = None if value_bounds is None else (value_bounds[0] / scale, value_bounds[1] / scale)
+        self.iteration_steps = config.iteration_steps(1)  # `setup` sets it from the rows of the fit
 
     def bellman_target(self, r: Tensor, end: Tensor, x_next: Tensor, pi_next: Tensor) -> Tensor:
         """[M, b] y = r + gamma * (1 - end) * sum_a pi(a | s') Q_prev(s', a), in units of `scale`."""
@@ -206,18 +218,15 @@ class FQESystem(pl.LightningModule):
         q = self.net(x).gather(2, a.expand(self.net.n_members, -1)[..., None]).squeeze(-1)
         return member_mean(weight, (q - y) ** 2).sum()
 
+    def setup(self, stage: str) -> None:
+        rows = self.trainer.datamodule.rows  # type: ignore[attr-defined]  # Lightning sets it, its stubs omit it
+        self.iteration_steps = self.config.iteration_steps(len(rows))
+
     def in_first_iteration(self) -> bool:
-        if self.config.steps_per_iteration is None:
-            return self.current_epoch < self.config.epochs_per_iteration
-        return self.global_step < self.config.steps_per_iteration
+        return self.global_step < self.iteration_steps  # global_step: optimiser steps taken
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        steps = self.config.steps_per_iteration
-        if steps is not None and self.global_step % steps == 0:  # global_step: optimiser steps taken
-            self.target.load_state_dict(self.net.state_dict())
-
-    def on_train_epoch_end(self) -> None:
-        if self.config.steps_per_iteration is None and (self.current_epoch + 1) % self.config.epochs_per_iteration == 0:
+        if self.global_step % self.iteration_steps == 0:
             self.target.load_state_dict(self.net.state_dict())
 
     def configure_optimizers(self) -> Any:
@@ -225,12 +234,8 @@ class FQESystem(pl.LightningModule):
                                      weight_decay=self.config.weight_decay)
         if self.config.lr_schedule == "constant":
             return optimizer
-        per_iteration = self.config.steps_per_iteration
-        if per_iteration is None:
-            epochs = self.trainer.max_epochs or self.config.epochs_per_iteration
-            per_iteration = max(1, round(float(self.trainer.estimated_stepping_batches)
-                                         * self.config.epochs_per_iteration / epochs))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_factor(step, per_iteration))
+        steps = self.iteration_steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_factor(step, steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
@@ -321,11 +326,10 @@ def fit_q_model(data: FQEData, n_actions: int, n_outputs: int, horizon: int, con
 def train_system(system: FQESystem, data: FQEData, config: FQEConfig, horizon: int) -> None:
     """Run the FQE iterations of `system` on `data` (one Lightning fit, CPU, deterministic)."""
     n_iter = config.n_iterations or horizon + 1
-    steps = config.steps_per_iteration
-    max_epochs, max_steps = (n_iter * config.epochs_per_iteration, -1) if steps is None else (-1, n_iter * steps)
     with lightning_output(quiet=True, level=logging.ERROR, all_warnings=True):
         trainer = pl.Trainer(
-            accelerator="cpu", devices=1, max_epochs=max_epochs, max_steps=max_steps, logger=False,
+            accelerator="cpu", devices=1, max_epochs=-1, max_steps=n_iter * config.iteration_steps(len(data.actions)),
+            logger=False,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
             deterministic=True,
         )

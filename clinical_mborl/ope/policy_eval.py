@@ -191,12 +191,10 @@ def fqe_steps_per_iteration(transitions: TransitionSet, config: OPEConfig) -> in
     if (not any(name in config.estimators for name in Q_ESTIMATORS) or fqe.function_class != "network"
             or fqe.schedule != "iterative" or transitions.manifest.action_space.kind != "discrete"):
         return None
-    if fqe.steps_per_iteration is not None:
-        return fqe.steps_per_iteration
     n_fit = int(np.isin(transitions.frame["split"].to_numpy(), config.q_fit_splits).sum())
     if set(config.q_fit_splits) & set(config.eval_splits):
         n_fit = math.ceil(n_fit * (fqe.n_folds - 1) / fqe.n_folds)
-    return fqe.epochs_per_iteration * math.ceil(n_fit / fqe.batch_size)
+    return fqe.iteration_steps(n_fit)
 
 
 def return_bounds(transitions: TransitionSet, raw: TransitionArrays) -> tuple[float, float]:

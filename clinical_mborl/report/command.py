@@ -91,13 +91,14 @@ def report_from_artifacts(policy: str, cohort: str | Path, behavior: str | Path,
         if policy_seed is not None:
             seeds["policy"] = policy_seed
     split = ope_report.settings.eval_splits[0]
+    budget = fqe_budget_limitation(ope_report.fqe_steps_per_iteration)
     inputs = ReportInputs(
         policy_name=getattr(target, "name", policy), algorithm=getattr(target, "algo", policy),
         cohort=ts.manifest, calibration=calibration_from_behavior(clinician.calibration), dynamics=dyn,
         doses=policy_doses(target, ts, split), ope=ope_inputs(ope_report), gate=decision, explanation=summary,
         subgroups=subs, subgroup_split=split, trajectories=review_trajectories(target, ts, split),
         characteristics=characteristics_from_transitions(ts),
-        limitations=[text for text in (fqe_budget_limitation(ope_report.fqe_steps_per_iteration),) if text],
+        limitations=[budget] if budget else [],
         reproducibility=ReproducibilityInput(
             policy=fingerprint_policy(policy_path) if policy_path.exists()
             else PolicyFingerprint(kind="named", files={policy: ""}),
