@@ -55,12 +55,12 @@ import pytorch_lightning as pl
 import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.core.lightning_logs import lightning_output
 from clinical_mborl.core.models import StrictModel
 from clinical_mborl.ope.fqe_batches import FQEDataModule, member_mean, member_weights
+from clinical_mborl.ope.q_network import QNetwork, prior_gain
 
 
 class FQEConfig(StrictModel):
@@ -106,6 +106,12 @@ class FQEConfig(StrictModel):
         "Adam budget (`steps_per_iteration`, or `epochs_per_iteration`); linear: Q(s, a) = x(s) . (theta_shared + theta_a), each "
         "iteration's ridge regression solved exactly (`ope.fqe_linear`), so no optimisation budget; needs "
         "hidden_sizes=() and the iterative schedule.")
+    prior_spread: float = Field(
+        0.0, ge=0, description="network, iterative schedule: each member adds a frozen random network of "
+        "its own shape (randomized prior functions, `ope.q_network`), sized so that before training the "
+        "priors alone spread the members' Q-values by this root-mean-square sd (reward units) on the fit "
+        "rows. Where the data pin Q down the members learn to cancel their priors; at doses rarely given "
+        "they keep the spread, so the interval widens where FQE extrapolates. 0: no prior.")
     shared_penalty: float = Field(1.0, gt=0, description="linear: ridge penalty on the shared coefficients.")
     action_penalty: float = Field(10.0, gt=0, description="linear: ridge penalty on each dose level's own "
                                   "coefficients, pulling a rarely given level's Q toward the shared one (about "
@@ -123,6 +129,11 @@ class FQEConfig(StrictModel):
             raise ValueError(f"steps_per_iteration={self.steps_per_iteration} is the Adam budget of the network's "
                              "iterative schedule; the backward schedule has steps_per_stage and the linear function "
                              "class solves each iteration exactly, so leave it None with them.")
+        if self.prior_spread and (self.schedule != "iterative" or self.function_class != "network"
+                                  or self.n_members < 2):
+            raise ValueError(f"prior_spread={self.prior_spread} spreads the members of the network's iterative "
+                             "schedule: it needs schedule='iterative', function_class='network' and n_members >= 2, "
+                             f"got {self.schedule!r}, {self.function_class!r}, n_members={self.n_members}.")
         if self.schedule == "backward" and self.lr_schedule != "constant":
             raise ValueError(f"lr_schedule={self.lr_schedule!r} anneals each iteration of the iterative schedule; "
                              "the backward schedule fits each step once, so use lr_schedule='constant' with it.")
@@ -157,32 +168,6 @@ class FQEData:
         picked: dict[str, Any] = {f: None if getattr(self, f) is None else np.asarray(getattr(self, f))[keep]
                                   for f in self.__dataclass_fields__}
         return replace(self, **picked)
-
-
-class QNetwork(nn.Module):
-    """M independent Q(s, .) MLPs in one batched module: features [n, f] -> values [M, n, A]
-    (in units of `scale` reward). Each member's layers are initialised as `nn.Linear` would."""
-
-    def __init__(self, in_dim: int, n_actions: int, hidden_sizes: tuple[int, ...], n_members: int = 1) -> None:
-        super().__init__()
-        widths = [in_dim, *hidden_sizes, n_actions]
-        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
-            bound = 1.0 / fan_in**0.5
-            self.weights.append(nn.Parameter(torch.empty(n_members, fan_in, fan_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(n_members, 1, fan_out).uniform_(-bound, bound)))
-
-    @property
-    def n_members(self) -> int:
-        return int(self.weights[0].shape[0])
-
-    def forward(self, x: Tensor) -> Tensor:
-        z = x.expand(self.n_members, *x.shape)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            z = torch.baddbmm(b, z, w)
-            z = F.silu(z) if i < last else z
-        return z
 
 
 class FQESystem(pl.LightningModule):
@@ -316,8 +301,12 @@ def fit_q_model(data: FQEData, n_actions: int, n_outputs: int, horizon: int, con
     bounds = value_bounds if config.clip_to_value_bounds else None
     torch.manual_seed(config.seed)
     scale = max(float(np.abs(data.rewards).max()), 1e-8)
-    system = make_system(QNetwork(data.features.shape[1], n_outputs, config.hidden_sizes, config.n_members),
-                         scale, bounds)
+    net = QNetwork(data.features.shape[1], n_outputs, config.hidden_sizes, config.n_members,
+                   with_prior=config.prior_spread > 0)
+    if config.prior_spread > 0:
+        net.prior_gain = prior_gain(net, torch.as_tensor(data.features, dtype=torch.float32),
+                                    config.prior_spread, scale)
+    system = make_system(net, scale, bounds)
     train_system(system, data, config, horizon)
     net = system.net.eval()
     return [FittedQ(net, scale, bounds, n_actions, offset) for offset in head_offsets]
