@@ -5,7 +5,8 @@ each estimate with the one the full study made on the same data. Changes: `--fqe
 (FQEConfig fields), `--dynamics '{...}'` (the ensemble's DynamicsConfig fields), `--spec PATH` (another cohort spec: a new reference, so name it with `--ref`),
 `--lambdas L ...` (FQE's marginal-sensitivity bounds), `--cross-fit-all K` (every patient of each data set
 evaluated, the clinician model and the Q-model cross-fitted over K patient folds of all of them, instead of a
-half fitting and the other half evaluated; the dynamics ensemble is fitted on all patients). Results: `<work>/pilot_<name>_<arm>/`.
+half fitting and the other half evaluated; the dynamics ensemble is fitted on all patients). `--indices I ...` runs
+only those data sets (no summary), e.g. the ones where a full study's bound failed. Results: `<work>/pilot_<name>_<arm>/`.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pilot_study.py hourly msmcal 20 --lambdas 1.1 1.25
 """
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from coverage_study import REFERENCE_DIR, study_config  # noqa: E402
 
 from clinical_mborl.studies import StudyConfig, run_study  # noqa: E402
+from clinical_mborl.studies.study import run_selected_replicates  # noqa: E402
 
 
 def cross_fit_all(config: StudyConfig, folds: int) -> StudyConfig:
@@ -49,6 +51,8 @@ def main() -> None:
     p.add_argument("--lambdas", type=float, nargs="+", default=())
     p.add_argument("--cross-fit-all", type=int, metavar="K", help="Evaluate every patient; nuisance models "
                    "cross-fitted over K patient folds (see the module docstring).")
+    p.add_argument("--indices", type=int, nargs="+", help="Run only these data sets (no summary; compare with "
+                   "benchmarks/paired_compare.py after copying the old study's coverage.json for the truths).")
     p.add_argument("--work", type=Path, default=Path("/tmp/clinical_mborl_studies"))
     p.add_argument("--jobs", type=int, default=2, help="Worker processes (one per core).")
     p.add_argument("--truth-episodes", type=int, help="Closed-loop episodes per candidate's truth (default: "
@@ -69,9 +73,14 @@ def main() -> None:
     if a.spec:
         config = config.model_copy(update={"spec_path": a.spec})
     started = time.time()
+    log = lambda s: print(time.strftime("%H:%M:%S"), s, flush=True)  # noqa: E731
+    if a.indices:
+        ran = run_selected_replicates(config, a.work / f"pilot_{a.name}_{a.arm}",
+                                      a.work / (a.ref or REFERENCE_DIR[a.arm]), a.indices, a.jobs, log)
+        print(f"done: {len(ran)} replicates in {time.time() - started:.0f} s")
+        return
     result = run_study("coverage", config, a.work / f"pilot_{a.name}_{a.arm}",
-                       ref_dir=a.work / (a.ref or REFERENCE_DIR[a.arm]), jobs=a.jobs,
-                       log=lambda s: print(time.strftime("%H:%M:%S"), s, flush=True))
+                       ref_dir=a.work / (a.ref or REFERENCE_DIR[a.arm]), jobs=a.jobs, log=log)
     print(f"done: {result.n_replicates} replicates in {time.time() - started:.0f} s")
 
 

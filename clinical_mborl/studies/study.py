@@ -98,20 +98,39 @@ def _check_out(config: StudyConfig, out: Path) -> None:
         atomic_write_json(marker, {"fingerprint": config.fingerprint(), "config": config.model_dump(mode="json")})
 
 
+def run_selected_replicates(config: StudyConfig, out: str | Path, ref_dir: str | Path, indices: list[int],
+                            jobs: int, log: Callable[[str], None] = print) -> list[int]:
+    """Run the data sets numbered `indices` that `out` does not hold yet and save them there, without a
+    summary: a paired pilot may re-run chosen data sets of a study, e.g. those where its bound failed
+    (`benchmarks/pilot_study.py --indices`). The reference in `ref_dir` must exist (a study made it).
+    Returns the indices run."""
+    out, ref_dir = Path(out), Path(ref_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_out(config, out)
+    missing = [i for i in dict.fromkeys(indices) if not _replicate_path(out, i).is_file()]
+    _run_tasks(config, out, ref_dir, missing, jobs, log)
+    return missing
+
+
+def _run_tasks(config: StudyConfig, out: Path, ref_dir: Path, indices: list[int], jobs: int,
+               log: Callable[[str], None]) -> None:
+    started = time.perf_counter()
+    for k, (index, result) in enumerate(iter_tasks(replicate_task, indices, jobs, ref_dir,
+                                                   config.model_dump_json()), start=1):
+        atomic_write_json(_replicate_path(out, index), result)
+        elapsed = time.perf_counter() - started
+        eta = elapsed / k * (len(indices) - k)
+        log(f"replicate {index} done in {result['seconds']:.1f} s ({k}/{len(indices)}; elapsed {elapsed:.0f} s, "
+            f"eta {eta:.0f} s){' ERROR: ' + result['error'] if 'error' in result else ''}")
+
+
 def run_replicates(config: StudyConfig, out: Path, ref_dir: Path, jobs: int,
                    log: Callable[[str], None]) -> tuple[list[dict[str, Any]], int]:
     """Run the missing replicates 0..R-1 (resuming the saved ones); all results and how many ran."""
     missing = [i for i in range(config.replicates) if not _replicate_path(out, i).is_file()]
     if missing:
         log(f"replicates: {len(missing)} to run ({config.replicates - len(missing)} resumed), {jobs} job(s)")
-    started = time.perf_counter()
-    for k, (index, result) in enumerate(iter_tasks(replicate_task, missing, jobs, ref_dir,
-                                                   config.model_dump_json()), start=1):
-        atomic_write_json(_replicate_path(out, index), result)
-        elapsed = time.perf_counter() - started
-        eta = elapsed / k * (len(missing) - k)
-        log(f"replicate {index} done in {result['seconds']:.1f} s ({k}/{len(missing)}; elapsed {elapsed:.0f} s, "
-            f"eta {eta:.0f} s){' ERROR: ' + result['error'] if 'error' in result else ''}")
+        _run_tasks(config, out, ref_dir, missing, jobs, log)
     results = [json.loads(_replicate_path(out, i).read_text()) for i in range(config.replicates)]
     accepted = config.accepted_fingerprints()
     stale = [r["replicate"] for r in results if r.get("fingerprint") not in accepted]

@@ -17,6 +17,7 @@ from clinical_mborl.core.errors import InputError
 from clinical_mborl.dynamics import DynamicsConfig
 from clinical_mborl.ope import FQEConfig, OPEConfig
 from clinical_mborl.studies import StudyConfig, StudyResult, run_study
+from clinical_mborl.studies.study import run_selected_replicates
 
 TINY_BEHAVIOR = BehaviorConfig(n_folds=2, hidden_sizes=(), max_epochs=2, fit_splits=("train",), eval_splits=("test",))
 
@@ -249,3 +250,17 @@ def test_truth_pairs_within_their_monte_carlo_error_are_listed_as_unresolved():
     bare = {c: t.model_copy(update={"chunk_values": [], "chunk_included": []}) for c, t in truths.items()}
     assert {(p.higher, p.lower) for p in unresolved_pairs(bare)} == {
         ("near", "clinician"), ("apart", "clinician"), ("apart", "near")}
+
+
+def test_selected_replicates_redraw_the_same_data_sets_and_skip_saved_ones(study, tmp_path):
+    out, _, _ = study
+    pilot = tmp_path / "pilot"
+    log: list[str] = []
+    assert run_selected_replicates(tiny_config(), pilot, out / "reference", [2, 2], jobs=1, log=log.append) == [2]
+    assert sorted(p.name for p in (pilot / "replicates").iterdir()) == ["rep_00002.json"]
+    mine, full = (json.loads((d / "replicates" / "rep_00002.json").read_text()) for d in (pilot, out))
+    mine.pop("seconds"), full.pop("seconds")
+    assert mine == full  # data set 2 of the pilot is data set 2 of the study, estimated alike
+    assert run_selected_replicates(tiny_config(), pilot, out / "reference", [2], jobs=1, log=log.append) == []
+    with pytest.raises(InputError, match="other settings"):
+        run_selected_replicates(tiny_config(seed=5), pilot, out / "reference", [0], jobs=1, log=log.append)
