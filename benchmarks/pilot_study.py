@@ -42,7 +42,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("arm", choices=sorted(REFERENCE_DIR))
     p.add_argument("name", help="Pilot name (folder pilot_<name>_<arm>).")
-    p.add_argument("reps", type=int, help="Replicates (data sets 0..R-1).")
+    p.add_argument("reps", type=int, help="Replicates (data sets 0..R-1); with --indices, the size of the "
+                   "study the indices come from (it does not enter the folder's fingerprint).")
     p.add_argument("--fqe", default="{}", help="JSON object of FQEConfig fields to change.")
     p.add_argument("--dynamics", default="{}", help="JSON object of the study ensemble's DynamicsConfig fields to change.")
     p.add_argument("--spec", help="Cohort spec YAML replacing the study's.")
