@@ -9,7 +9,7 @@ finite-horizon recursion is exact up to the regression error (the first iteratio
 zero, not from a random net). `function_class = "linear"` solves every regression exactly instead
 (`ope.fqe_linear`).
 
-Model / system / data are separate (Lightning): `QNetwork`, `FQESystem`, `FQEDataModule`
+Model / system / data are separate (Lightning): `QNetwork` (`ope.q_network`), `FQESystem`, `FQEDataModule`
 (`ope.fqe_batches`, with the members' bootstrap weights).
 Cross-fitting: `cross_fit_q` gives each evaluation patient Q-values from a model that never saw
 that patient (one fit when the fit and evaluation patients are disjoint, K patient folds when
@@ -22,7 +22,9 @@ initialisation; the resample is a Bayesian bootstrap (Exp(1) weight per patient)
 patient drops out of any member. `FittedQ.q_values` is their average (bagged FQE);
 `member_q_values` keeps them apart so the OPE bootstrap can pair each resample with one
 refitted Q-model and Q-fitting variability -- data and optimisation alike -- enters the
-interval.
+interval. `FQEConfig.prior_spread` adds a frozen random prior network to each member
+(randomized prior functions, `ope.q_network`), so the members also disagree where no row pins
+Q down.
 
 `FQESystem.bellman_target`, `train_system` and `fqe_batches.member_mean` are shared with the
 marginal-sensitivity bounds (`ope.sensitivity`), whose networks carry a second head.

@@ -22,6 +22,8 @@ True
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -74,27 +76,30 @@ class QNetwork(nn.Module):
     def n_members(self) -> int:
         return int(self.weights[0].shape[0])
 
+    def _buffer(self, name: str) -> Tensor:
+        return cast(Tensor, getattr(self, name))
+
     @property
     def prior_gain(self) -> float:
-        return float(self.prior_gain_value) if self.n_prior_layers else 0.0
+        return float(self._buffer("prior_gain_value")) if self.n_prior_layers else 0.0
 
     @prior_gain.setter
     def prior_gain(self, gain: float) -> None:
         if not self.n_prior_layers:
             raise ValueError("QNetwork: a prior gain needs a network built with_prior=True.")
-        self.prior_gain_value.fill_(gain)
+        self._buffer("prior_gain_value").fill_(gain)
 
     def prior(self, x: Tensor) -> Tensor:
         """[M, n, A]: the members' frozen prior networks at x, before the gain."""
         names = range(self.n_prior_layers)
-        return _mlp(x, [getattr(self, f"prior_weight_{i}") for i in names],
-                    [getattr(self, f"prior_bias_{i}") for i in names])
+        return _mlp(x, [self._buffer(f"prior_weight_{i}") for i in names],
+                    [self._buffer(f"prior_bias_{i}") for i in names])
 
     def forward(self, x: Tensor) -> Tensor:
         z = _mlp(x, list(self.weights), list(self.biases))
         if self.n_prior_layers and self.prior_gain:
             with torch.no_grad():
-                prior = self.prior_gain_value * self.prior(x)
+                prior = self._buffer("prior_gain_value") * self.prior(x)
             z = z + prior
         return z
 
