@@ -102,11 +102,15 @@ def run_selected_replicates(config: StudyConfig, out: str | Path, ref_dir: str |
                             jobs: int, log: Callable[[str], None] = print) -> list[int]:
     """Run the data sets numbered `indices` that `out` does not hold yet and save them there, without a
     summary: a paired pilot may re-run chosen data sets of a study, e.g. those where its bound failed
-    (`benchmarks/pilot_study.py --indices`). The reference in `ref_dir` must exist (a study made it).
-    Returns the indices run."""
+    (`benchmarks/pilot_study.py --indices`). The reference in `ref_dir` is checked against `config`
+    (built if missing), as `run_study` does. Returns the indices run."""
+    bad = [i for i in indices if i < 0]
+    if bad:
+        raise InputError(f"study: data set numbers start at 0, got {bad[:5]}.")
     out, ref_dir = Path(out), Path(ref_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_out(config, out)
+    prepare_reference(config, ref_dir, log)
     missing = [i for i in dict.fromkeys(indices) if not _replicate_path(out, i).is_file()]
     _run_tasks(config, out, ref_dir, missing, jobs, log)
     return missing

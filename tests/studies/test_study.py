@@ -264,3 +264,8 @@ def test_selected_replicates_redraw_the_same_data_sets_and_skip_saved_ones(study
     assert run_selected_replicates(tiny_config(), pilot, out / "reference", [2], jobs=1, log=log.append) == []
     with pytest.raises(InputError, match="other settings"):
         run_selected_replicates(tiny_config(seed=5), pilot, out / "reference", [0], jobs=1, log=log.append)
+    with pytest.raises(InputError, match="other settings"):  # the reference is checked too
+        run_selected_replicates(tiny_config(seed=5), tmp_path / "other", out / "reference", [0], jobs=1,
+                                log=log.append)
+    with pytest.raises(InputError, match="start at 0"):
+        run_selected_replicates(tiny_config(), pilot, out / "reference", [-1], jobs=1, log=log.append)
