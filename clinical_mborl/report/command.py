@@ -35,7 +35,7 @@ from clinical_mborl.report.sources import (
     policy_doses,
     review_trajectories,
 )
-from clinical_mborl.report.text import fqe_budget_limitation
+from clinical_mborl.report.text import fqe_budget_limitation, fqe_prior_limitation
 
 
 def _read_structured(path: Path, what: str) -> Any:
@@ -91,14 +91,15 @@ def report_from_artifacts(policy: str, cohort: str | Path, behavior: str | Path,
         if policy_seed is not None:
             seeds["policy"] = policy_seed
     split = ope_report.settings.eval_splits[0]
-    budget = fqe_budget_limitation(ope_report.fqe_steps_per_iteration)
+    fqe_limits = [text for text in (fqe_budget_limitation(ope_report.fqe_steps_per_iteration),
+                                    fqe_prior_limitation(ope_report.settings.fqe.prior_spread)) if text]
     inputs = ReportInputs(
         policy_name=getattr(target, "name", policy), algorithm=getattr(target, "algo", policy),
         cohort=ts.manifest, calibration=calibration_from_behavior(clinician.calibration), dynamics=dyn,
         doses=policy_doses(target, ts, split), ope=ope_inputs(ope_report), gate=decision, explanation=summary,
         subgroups=subs, subgroup_split=split, trajectories=review_trajectories(target, ts, split),
         characteristics=characteristics_from_transitions(ts),
-        limitations=[budget] if budget else [],
+        limitations=fqe_limits,
         reproducibility=ReproducibilityInput(
             policy=fingerprint_policy(policy_path) if policy_path.exists()
             else PolicyFingerprint(kind="named", files={policy: ""}),

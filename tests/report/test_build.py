@@ -203,3 +203,11 @@ def test_fqe_budget_limitation_states_the_budget_against_the_studied_one():
     for steps in (STUDIED_FQE_STEPS[0] - 1, STUDIED_FQE_STEPS[1] + 1, 400):
         text = fqe_budget_limitation(steps)
         assert text is not None and f"took {steps} Adam steps (outside" in text
+
+
+def test_fqe_prior_limitation_appears_only_with_priors():
+    from clinical_mborl.report.text import fqe_prior_limitation
+
+    assert fqe_prior_limitation(0.0) is None
+    text = fqe_prior_limitation(0.3)
+    assert text is not None and "spread 0.3 in reward units" in text and "lowered every FQE value" in text
