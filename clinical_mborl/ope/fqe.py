@@ -114,6 +114,11 @@ class FQEConfig(StrictModel):
         "priors alone spread the members' Q-values by this root-mean-square sd (reward units) on the fit "
         "rows. Where the data pin Q down the members learn to cancel their priors; at doses rarely given "
         "they keep the spread, so the interval widens where FQE extrapolates. 0: no prior.")
+    prior_where: Literal["everywhere", "off_support"] = Field(
+        "everywhere", description="with prior_spread: everywhere, at every dose; off_support, only at doses the "
+        "clinician model gives with probability under `OPEConfig.support_threshold` in that state, so the members "
+        "need not cancel their priors at the doses the data hold (the caller appends the support mask to the "
+        "features: `ope.policy_eval`).")
     shared_penalty: float = Field(1.0, gt=0, description="linear: ridge penalty on the shared coefficients.")
     action_penalty: float = Field(10.0, gt=0, description="linear: ridge penalty on each dose level's own "
                                   "coefficients, pulling a rarely given level's Q toward the shared one (about "
@@ -136,6 +141,8 @@ class FQEConfig(StrictModel):
             raise ValueError(f"prior_spread={self.prior_spread} spreads the members of the network's iterative "
                              "schedule: it needs schedule='iterative', function_class='network' and n_members >= 2, "
                              f"got {self.schedule!r}, {self.function_class!r}, n_members={self.n_members}.")
+        if self.prior_where != "everywhere" and not self.prior_spread:
+            raise ValueError(f"prior_where={self.prior_where!r} places a prior; set prior_spread > 0 with it.")
         if self.schedule == "backward" and self.lr_schedule != "constant":
             raise ValueError(f"lr_schedule={self.lr_schedule!r} anneals each iteration of the iterative schedule; "
                              "the backward schedule fits each step once, so use lr_schedule='constant' with it.")
@@ -303,8 +310,12 @@ def fit_q_model(data: FQEData, n_actions: int, n_outputs: int, horizon: int, con
     bounds = value_bounds if config.clip_to_value_bounds else None
     torch.manual_seed(config.seed)
     scale = max(float(np.abs(data.rewards).max()), 1e-8)
-    net = QNetwork(data.features.shape[1], n_outputs, config.hidden_sizes, config.n_members,
-                   with_prior=config.prior_spread > 0)
+    masked = config.prior_where == "off_support"
+    if masked and n_outputs != n_actions:
+        raise InputError("FQE: prior_where='off_support' masks one value head; the sensitivity bounds' networks "
+                         "carry several, so use prior_where='everywhere' with them.")
+    net = QNetwork(data.features.shape[1] - (n_actions if masked else 0), n_outputs, config.hidden_sizes,
+                   config.n_members, with_prior=config.prior_spread > 0, prior_mask=masked)
     if config.prior_spread > 0:
         net.prior_gain = prior_gain(net, torch.as_tensor(data.features, dtype=torch.float32),
                                     config.prior_spread, scale)

@@ -150,7 +150,12 @@ def build_ope_data(
                 return (np.stack([grid(qm[np.arange(rows.size), taken], 0.0) for qm in q]),
                         np.stack([grid((p_soft * qm).sum(axis=1), 0.0) for qm in q]))
 
-            q_members, v_members = gridded(_fitted_q(transitions, raw, norm_c, fit, rows, next_policy, config))
+            support = None
+            if config.fqe.prior_where == "off_support":  # where the members' priors apply: pi_b(a | s) < threshold
+                p_fit_all = _behavior_proba(clin, clin_set, raw_c, fit, config)
+                support = tuple((p < config.support_threshold).astype(np.float32) for p in (p_fit_all, pb_next, p_b))
+            q_members, v_members = gridded(_fitted_q(transitions, raw, norm_c, fit, rows, next_policy, config,
+                                                     support))
             if len(q_members) == 1:
                 q_sa, v_s = q_members[0], v_members[0]
             if config.sensitivity_lambdas and "fqe" in config.estimators:
@@ -271,33 +276,42 @@ def _densities(policy: Policy, clin: ClinicianPolicy, raw: TransitionArrays, raw
 
 
 def _fqe_data(transitions: TransitionSet, raw: TransitionArrays, norm_c: TransitionArrays, fit: np.ndarray,
-              next_policy: np.ndarray, behavior_prob: np.ndarray | None = None
-              ) -> tuple[FQEData, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+              next_policy: np.ndarray, behavior_prob: np.ndarray | None = None,
+              support: tuple[np.ndarray, ...] | None = None,
+              ) -> tuple[FQEData, Callable[..., np.ndarray]]:
     """The FQE rows of `fit` and the feature map (normalised state + one-hot step) for other rows.
 
     `norm_c` holds the normalised states the Q-model sees (the cohort state, or (s, h));
-    `next_policy` is the softened policy's probabilities at the next state of each `fit` row.
+    `next_policy` is the softened policy's probabilities at the next state of each `fit` row;
+    `support` (off-support masks [n, A] at the fit rows' states and next states, for
+    `FQEConfig.prior_where = "off_support"`) is appended to the features, and the feature map then
+    takes the evaluation rows' mask as a third argument.
     """
     n_steps = transitions.manifest.n_steps
     eye = np.eye(n_steps, dtype=np.float32)
 
-    def features(states: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        return np.concatenate([states.astype(np.float32), eye[np.minimum(steps, n_steps - 1)]], axis=1)
+    def features(states: np.ndarray, steps: np.ndarray, off: np.ndarray | None = None) -> np.ndarray:
+        parts = [states.astype(np.float32), eye[np.minimum(steps, n_steps - 1)]]
+        return np.concatenate(parts if off is None else [*parts, off.astype(np.float32)], axis=1)
 
+    off_fit, off_next = (None, None) if support is None else support[:2]
     data = FQEData(
-        features=features(norm_c.states[fit], raw.step[fit]), actions=raw.actions[fit],
+        features=features(norm_c.states[fit], raw.step[fit], off_fit), actions=raw.actions[fit],
         rewards=raw.rewards[fit].astype(np.float64), end=raw.end[fit],
-        next_features=features(norm_c.next_states[fit], raw.step[fit] + 1),
+        next_features=features(norm_c.next_states[fit], raw.step[fit] + 1, off_next),
         next_policy=next_policy, patient=raw.patient[fit], behavior_prob=behavior_prob,
     )
     return data, features
 
 
 def _fitted_q(transitions: TransitionSet, raw: TransitionArrays, norm_c: TransitionArrays, fit: np.ndarray,
-              rows: np.ndarray, next_policy: np.ndarray, config: OPEConfig) -> np.ndarray:
-    """Cross-fitted Q [M, len(rows), A] of the softened policy (M = `config.fqe.n_members`)."""
-    data, features = _fqe_data(transitions, raw, norm_c, fit, next_policy)
-    return cross_fit_q(data, features(norm_c.states[rows], raw.step[rows]), raw.patient[rows],
+              rows: np.ndarray, next_policy: np.ndarray, config: OPEConfig,
+              support: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+    """Cross-fitted Q [M, len(rows), A] of the softened policy (M = `config.fqe.n_members`); `support`:
+    off-support masks at the fit rows' states, their next states and `rows` (see `_fqe_data`)."""
+    data, features = _fqe_data(transitions, raw, norm_c, fit, next_policy, support=support)
+    off_rows = None if support is None else support[2]
+    return cross_fit_q(data, features(norm_c.states[rows], raw.step[rows], off_rows), raw.patient[rows],
                        transitions.n_actions, transitions.manifest.gamma, transitions.manifest.n_steps,
                        config.fqe, value_bounds(transitions, raw))
 

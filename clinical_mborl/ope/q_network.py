@@ -6,6 +6,9 @@ never trained, and f_m is trained as usual. Where the fit rows pin Q down, f_m l
 p_m and the members agree; at doses the clinicians rarely gave in a state, nothing cancels p_m and
 the members keep the prior's disagreement. So the members' spread -- which Rubin's interval and
 the bootstrap pairing read -- grows where FQE extrapolates instead of only where the data are noisy.
+With `prior_mask`, the prior applies only where the input's mask columns say so (`FQEConfig.prior_where
+= "off_support"`: doses the clinician model gives with probability under the support threshold), so
+the members need not cancel it at the doses the data hold.
 
 `prior_gain` makes the prior's size a number a reader can check: the gain at which the prior
 alone puts a root-mean-square spread of `spread` (reward units) between the members' Q-values on
@@ -57,8 +60,11 @@ class QNetwork(nn.Module):
     `prior_gain` (0 until set)."""
 
     def __init__(self, in_dim: int, n_actions: int, hidden_sizes: tuple[int, ...], n_members: int = 1,
-                 with_prior: bool = False) -> None:
+                 with_prior: bool = False, prior_mask: bool = False) -> None:
         super().__init__()
+        if prior_mask and not with_prior:
+            raise ValueError("QNetwork: a prior mask needs a network built with_prior=True.")
+        self.mask_columns = n_actions if prior_mask else 0
         widths = [in_dim, *hidden_sizes, n_actions]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         for w, b in _init_layers(widths, n_members):
@@ -89,17 +95,27 @@ class QNetwork(nn.Module):
             raise ValueError("QNetwork: a prior gain needs a network built with_prior=True.")
         self._buffer("prior_gain_value").fill_(gain)
 
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(model inputs, prior mask [n, A] or None): with `prior_mask`, x's last A columns say (1/0)
+        where the prior applies, e.g. at doses outside the clinicians' support in that state."""
+        if not self.mask_columns:
+            return x, None
+        return x[:, : -self.mask_columns], x[:, -self.mask_columns:]
+
     def prior(self, x: Tensor) -> Tensor:
-        """[M, n, A]: the members' frozen prior networks at x, before the gain."""
+        """[M, n, A]: the members' frozen prior networks at x (mask columns ignored), before gain and mask."""
         names = range(self.n_prior_layers)
-        return _mlp(x, [self._buffer(f"prior_weight_{i}") for i in names],
+        return _mlp(self.split(x)[0], [self._buffer(f"prior_weight_{i}") for i in names],
                     [self._buffer(f"prior_bias_{i}") for i in names])
 
     def forward(self, x: Tensor) -> Tensor:
-        z = _mlp(x, list(self.weights), list(self.biases))
+        inputs, mask = self.split(x)
+        z = _mlp(inputs, list(self.weights), list(self.biases))
         if self.n_prior_layers and self.prior_gain:
             with torch.no_grad():
                 prior = self._buffer("prior_gain_value") * self.prior(x)
+                if mask is not None:
+                    prior = prior * mask
             z = z + prior
         return z
 

@@ -113,7 +113,7 @@ class StudyConfig(StrictModel):
         behaviour (`usual_care` hourly, `ope.adjust_for_history` off,
         `ope.fqe.clip_to_value_bounds` off, no `ope.sensitivity_lambdas`, no `gate.confounding_lambda`,
         `ope.fqe_interval` bootstrap, `ope.fqe.schedule` iterative, `ope.fqe.lr_schedule` constant,
-        `ope.fqe.function_class` network, no `ope.fqe.steps_per_iteration`, no `ope.fqe.prior_spread`), so that folders made before
+        `ope.fqe.function_class` network, no `ope.fqe.steps_per_iteration`, no `ope.fqe.prior_spread`, `ope.fqe.prior_where` everywhere), so that folders made before
         those fields existed keep their fingerprint and resume."""
         raw = self.model_dump(mode="json", exclude={"replicates"})
         if raw["usual_care"] == "hourly":
@@ -134,6 +134,8 @@ class StudyConfig(StrictModel):
             raw["ope"]["fqe"].pop("steps_per_iteration", None)
         if not raw["ope"]["fqe"].get("prior_spread", 0.0):
             raw["ope"]["fqe"].pop("prior_spread", None)
+        if raw["ope"]["fqe"].get("prior_where", "everywhere") == "everywhere":
+            raw["ope"]["fqe"].pop("prior_where", None)
         if raw["ope"]["fqe"].get("function_class", "network") == "network":  # the penalties: linear only
             for name in ("function_class", "shared_penalty", "action_penalty"):
                 raw["ope"]["fqe"].pop(name, None)

@@ -3,6 +3,8 @@ and the members keep the priors' disagreement where no row does."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -88,3 +90,49 @@ def test_prior_fits_are_deterministic():
 def test_a_prior_needs_members_of_the_iterative_network(update):
     with pytest.raises(ValueError, match="prior_spread"):
         FQEConfig(prior_spread=0.1, **update)
+
+
+def _with_mask(data, mdp, off: np.ndarray):
+    """`data` with the off-support mask [H*S, A] of each row's (t, s) and next (t, s) appended."""
+    cell, nxt = data.features.argmax(axis=1), data.next_features.argmax(axis=1)
+    live = data.next_features.any(axis=1)
+    next_off = np.where(live[:, None], off[nxt], 0.0)
+    return dataclasses.replace(data, features=np.c_[data.features, off[cell]].astype(np.float32),
+                               next_features=np.c_[data.next_features, next_off].astype(np.float32))
+
+
+def test_a_masked_prior_applies_only_where_the_mask_says():
+    torch.manual_seed(0)
+    net = QNetwork(4, 3, (8,), n_members=2, with_prior=True, prior_mask=True)
+    x, mask = torch.randn(20, 4), (torch.rand(20, 3) < 0.5).float()
+    net.prior_gain = 1.0
+    inputs = torch.cat([x, mask], dim=1)
+    plain = net(torch.cat([x, torch.zeros_like(mask)], dim=1))
+    assert torch.allclose(net(inputs), plain + net.prior(inputs) * mask)
+    with pytest.raises(ValueError, match="with_prior"):
+        QNetwork(4, 3, (8,), prior_mask=True)
+
+
+def test_an_off_support_prior_leaves_the_fit_alone_where_the_mask_is_empty_and_spreads_where_it_is_not():
+    mdp, _, _, data = _without_cell(state=0, action=1)
+    cells = mdp.horizon * mdp.n_states
+    feats = tabular_features(mdp).reshape(-1, cells)
+    masked = WITH_PRIOR.model_copy(update={"prior_where": "off_support"})
+    empty = np.zeros((cells, mdp.n_actions), np.float32)
+    plain = fit_fqe(data, mdp.n_actions, mdp.gamma, mdp.horizon, TABULAR_MEMBERS).member_q_values(feats)
+    nothing_off = fit_fqe(_with_mask(data, mdp, empty), mdp.n_actions, mdp.gamma, mdp.horizon,
+                          masked).member_q_values(np.c_[feats, empty])
+    np.testing.assert_allclose(nothing_off, plain, atol=1e-6)  # no cancelling to do: the plain fit
+    off = empty.copy()
+    off[np.arange(mdp.horizon) * mdp.n_states, 1] = 1.0  # state 0, dose 1: never given
+    sd = fit_fqe(_with_mask(data, mdp, off), mdp.n_actions, mdp.gamma, mdp.horizon,
+                 masked).member_q_values(np.c_[feats, off]).std(axis=0)
+    plain_sd = plain.std(axis=0)
+    seen = off == 0
+    assert sd[~seen].mean() > 3 * plain_sd[~seen].mean()
+    assert sd[seen].mean() < plain_sd[seen].mean() + 0.03
+
+
+def test_off_support_needs_a_prior_and_one_value_head():
+    with pytest.raises(ValueError, match="prior_spread > 0"):
+        FQEConfig(prior_where="off_support")

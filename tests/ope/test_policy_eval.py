@@ -229,3 +229,33 @@ def test_ope_json_records_the_adam_steps_each_fqe_iteration_took(toy, monkeypatc
     assert evaluate_policy(policy, ts, pi_b, None, linear).fqe_steps_per_iteration is None
     no_q = cfg.model_copy(update={"estimators": ("wis",)})
     assert evaluate_policy(policy, ts, pi_b, None, no_q).fqe_steps_per_iteration is None
+
+
+def test_an_off_support_prior_gets_the_clinician_models_support_as_its_mask(toy, monkeypatch):
+    import clinical_mborl.ope.policy_eval as policy_eval
+
+    ts, pi_b, _ = toy
+    seen = []
+    real = policy_eval.cross_fit_q
+
+    def spy(fit, eval_features, *args, **kwargs):
+        seen.append((fit, eval_features))
+        return real(fit, eval_features, *args, **kwargs)
+
+    monkeypatch.setattr(policy_eval, "cross_fit_q", spy)
+    rows = ts.split("val", "test").arrays(normalised=False)
+    p_b = pi_b.action_probabilities(rows.states)  # held-out rows: not out-of-fold
+    threshold = float(np.median(p_b))
+    fqe = FQEConfig(hidden_sizes=(8,), epochs_per_iteration=1, n_members=2, prior_spread=0.3,
+                    prior_where="off_support")
+    cfg = FAST.model_copy(update={"estimators": ("fqe",), "fqe": fqe, "support_threshold": threshold})
+    report = evaluate_policy(NoTreatmentPolicy(ts.feature_names, ts.manifest.action_space), ts, pi_b, None, cfg)
+    assert report.estimate("fqe").value is not None
+    (fit, eval_features), = seen
+    off = eval_features[:, -ts.n_actions:]
+    np.testing.assert_array_equal(off, p_b < threshold)
+    assert 0 < off.mean() < 1 and fit.features.shape[1] == eval_features.shape[1]
+    assert set(np.unique(fit.features[:, -ts.n_actions:])) == {0.0, 1.0}
+    with pytest.raises(InputError, match="one value head"):
+        evaluate_policy(NoTreatmentPolicy(ts.feature_names, ts.manifest.action_space), ts, pi_b, None,
+                        cfg.model_copy(update={"sensitivity_lambdas": (2.0,)}))

@@ -148,7 +148,7 @@ def test_settings_added_later_keep_old_fingerprints_until_they_are_used():
     del old["ope"]["fqe"]["lr_schedule"]
     del old["ope"]["fqe"]["function_class"], old["ope"]["fqe"]["shared_penalty"], old["ope"]["fqe"]["action_penalty"]
     del old["ope"]["fqe"]["steps_per_iteration"]
-    del old["ope"]["fqe"]["prior_spread"]
+    del old["ope"]["fqe"]["prior_spread"], old["ope"]["fqe"]["prior_where"]
     old["truth_episodes"], old["truth_chunk"] = 20000, 5000  # the defaults every study folder was made with
     assert base.fingerprint() == core_io.sha256_json(old)
     # the defaults' fingerprint, pinned: the R = 200 study folders since the ninth session carry it, and a
@@ -173,6 +173,8 @@ def test_settings_added_later_keep_old_fingerprints_until_they_are_used():
         update={"steps_per_iteration": 32})}))
     prior = tiny_config(ope=base.ope.model_copy(update={"fqe": base.ope.fqe.model_copy(
         update={"prior_spread": 0.1})}))
+    masked = tiny_config(ope=base.ope.model_copy(update={"fqe": base.ope.fqe.model_copy(
+        update={"prior_spread": 0.1, "prior_where": "off_support"})}))
     at_steps = tiny_config(usual_care="at-steps")
     history = tiny_config(ope=base.ope.model_copy(update={"adjust_for_history": True}))
     clamp = tiny_config(ope=base.ope.model_copy(update={"fqe": base.ope.fqe.model_copy(
@@ -182,7 +184,7 @@ def test_settings_added_later_keep_old_fingerprints_until_they_are_used():
     assert len({base.fingerprint(), at_steps.fingerprint(), history.fingerprint(), clamp.fingerprint(),
                 msm.fingerprint(), rubin.fingerprint(), backward.fingerprint(), stages.fingerprint(),
                 cosine.fingerprint(), linear.fingerprint(), penalised.fingerprint(), stepped.fingerprint(),
-                prior.fingerprint()}) == 13
+                prior.fingerprint(), masked.fingerprint()}) == 14
     # the arm changes the policy-training data too: its own reference (and truth cache)
     assert base.reference_fingerprint("spec") != at_steps.reference_fingerprint("spec")
     assert base.reference_fingerprint("spec") == history.reference_fingerprint("spec")
