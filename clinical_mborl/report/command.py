@@ -92,7 +92,8 @@ def report_from_artifacts(policy: str, cohort: str | Path, behavior: str | Path,
             seeds["policy"] = policy_seed
     split = ope_report.settings.eval_splits[0]
     fqe_limits = [text for text in (fqe_budget_limitation(ope_report.fqe_steps_per_iteration),
-                                    fqe_prior_limitation(ope_report.settings.fqe.prior_spread)) if text]
+                                    fqe_prior_limitation(ope_report.settings.fqe.prior_spread,
+                                                         ope_report.settings.fqe.prior_where)) if text]
     inputs = ReportInputs(
         policy_name=getattr(target, "name", policy), algorithm=getattr(target, "algo", policy),
         cohort=ts.manifest, calibration=calibration_from_behavior(clinician.calibration), dynamics=dyn,

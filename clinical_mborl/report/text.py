@@ -83,13 +83,15 @@ def fqe_budget_limitation(steps: int | None) -> str | None:
             "that often recommend doses clinicians rarely gave (the support check) as less certain than shown.")
 
 
-def fqe_prior_limitation(spread: float) -> str | None:
-    """What randomized priors in FQE's members (`FQEConfig.prior_spread`) do to its values and
-    intervals; None without priors."""
+def fqe_prior_limitation(spread: float, where: str = "everywhere") -> str | None:
+    """What randomized priors in FQE's members (`FQEConfig.prior_spread`, `prior_where`) do to its
+    values and intervals; None without priors."""
     if not spread:
         return None
-    return (f"FQE's members carried random prior networks (spread {spread:g} in reward units), so its intervals "
-            "also hold the members' disagreement at doses the clinicians rarely gave. This is not the default. "
+    place = "at every dose" if where == "everywhere" else "at doses outside the clinicians' support"
+    return (f"FQE's members carried random prior networks (spread {spread:g} in reward units, {place}), so "
+            "its intervals also hold the members' disagreement at doses the clinicians rarely gave. This is not "
+            "the default. "
             "In the project's simulation study (docs/coverage.md, lesson 18; spread 0.3) the priors widened the "
             "intervals of two of the three policies far from practice by a quarter or more, but also lowered "
             "every FQE value by 0.01-0.07, and intervals for policies near practice covered less often.")

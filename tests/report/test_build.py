@@ -210,4 +210,6 @@ def test_fqe_prior_limitation_appears_only_with_priors():
 
     assert fqe_prior_limitation(0.0) is None
     text = fqe_prior_limitation(0.3)
-    assert text is not None and "spread 0.3 in reward units" in text and "lowered every FQE value" in text
+    assert text is not None and "spread 0.3 in reward units, at every dose" in text and "lowered every FQE value" in text
+    masked = fqe_prior_limitation(0.3, "off_support")
+    assert masked is not None and "at doses outside the clinicians' support" in masked
