@@ -213,3 +213,4 @@ def test_fqe_prior_limitation_appears_only_with_priors():
     assert text is not None and "spread 0.3 in reward units, at every dose" in text and "lowered every FQE value" in text
     masked = fqe_prior_limitation(0.3, "off_support")
     assert masked is not None and "at doses outside the clinicians' support" in masked
+    assert "nearly twofold" in masked and "lowered every FQE value" not in masked
