@@ -314,6 +314,14 @@ def fit_q_model(data: FQEData, n_actions: int, n_outputs: int, horizon: int, con
     if masked and n_outputs != n_actions:
         raise InputError("FQE: prior_where='off_support' masks one value head; the sensitivity bounds' networks "
                          "carry several, so use prior_where='everywhere' with them.")
+    if masked:
+        for name in ("features", "next_features"):
+            tail = getattr(data, name)[:, -n_actions:]
+            bad = np.flatnonzero(((tail != 0) & (tail != 1)).any(axis=1))
+            if data.features.shape[1] <= n_actions or bad.size:
+                raise InputError(f"FQE: prior_where='off_support' reads the last {n_actions} columns of {name} as "
+                                 f"the 0/1 support mask (ope.policy_eval appends it); rows {bad[:5].tolist()} are "
+                                 "not 0/1.")
     net = QNetwork(data.features.shape[1] - (n_actions if masked else 0), n_outputs, config.hidden_sizes,
                    config.n_members, with_prior=config.prior_spread > 0, prior_mask=masked)
     if config.prior_spread > 0:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from clinical_mborl.core.errors import InputError
 from clinical_mborl.ope.fqe import FQEConfig, fit_fqe
 from clinical_mborl.ope.fqe_batches import member_weights
 from clinical_mborl.ope.q_network import QNetwork, prior_gain
@@ -133,6 +134,11 @@ def test_an_off_support_prior_leaves_the_fit_alone_where_the_mask_is_empty_and_s
     assert sd[seen].mean() < plain_sd[seen].mean() + 0.03
 
 
-def test_off_support_needs_a_prior_and_one_value_head():
+def test_off_support_needs_a_prior_and_the_mask_columns():
     with pytest.raises(ValueError, match="prior_spread > 0"):
         FQEConfig(prior_where="off_support")
+    mdp, _, _, data = _without_cell(state=0, action=1)
+    masked = WITH_PRIOR.model_copy(update={"prior_where": "off_support"})
+    with pytest.raises(InputError, match="0/1 support mask"):  # plain one-hot features carry no mask
+        fit_fqe(dataclasses.replace(data, features=data.features * 0.5), mdp.n_actions, mdp.gamma, mdp.horizon,
+                masked)
