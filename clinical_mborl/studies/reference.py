@@ -26,8 +26,9 @@ from clinical_mborl.behavior import ClinicianPolicy, fit_behavior
 from clinical_mborl.cohort import ActionSpaceInfo, CohortManifest, TransitionSet
 from clinical_mborl.cohort.build import build_cohort
 from clinical_mborl.cohort.spec import CohortSpec, load_cohort_spec
+from clinical_mborl.core.artifacts import read_manifest
 from clinical_mborl.core.errors import InputError
-from clinical_mborl.core.io import atomic_directory, atomic_write_json
+from clinical_mborl.core.io import atomic_directory, atomic_write_json, sha256_json
 from clinical_mborl.core.policy import Policy
 from clinical_mborl.policies import LearnedPolicy, default_config, train_policy
 from clinical_mborl.simulators.sepsis import simulate_sepsis
@@ -110,6 +111,21 @@ def load_reference(ref_dir: str | Path) -> StudyReference:
     manifest = TransitionSet.load(path / "cohort").manifest
     return StudyReference(path, CohortSpec.model_validate(info["study_spec"]), manifest, behavior, learned,
                           info["fingerprint"])
+
+
+def reference_weights(ref_dir: str | Path) -> dict[str, str]:
+    """A digest of each reference model's weights: the clinician model's and each learned candidate's
+    (sha256 over the weight files' hashes in its artifact manifest, which loading verifies).
+
+    The learned candidates' training is deterministic on one machine but not across CPU types (a reference
+    rebuilt on another machine gave `bc` a true value 0.0009 away); two studies whose digests differ
+    evaluated different policies, and their candidates' estimates are not paired."""
+    path = Path(ref_dir)
+    info = json.loads((path / REFERENCE_FILE).read_text())
+    folders = {"clinician model": path / "behavior", **{name: path / "policies" / name for name in info["learned"]}}
+    return {name: sha256_json({f: h for f, h in sorted(read_manifest(folder).files.items())
+                               if f.endswith(".safetensors")})
+            for name, folder in folders.items()}
 
 
 def prepare_reference(config: StudyConfig, ref_dir: str | Path, log: Any = print) -> StudyReference:

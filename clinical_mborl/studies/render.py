@@ -61,10 +61,20 @@ def _settings(result: Any) -> list[str]:
         f"{' (bootstrapped FQE: Bayesian-bootstrap refits, resample b uses member b mod M)' if o.fqe.n_members > 1 else ''}"
         f". Dynamics: {dyn}.",
         f"- Truth: {c.truth_episodes} closed-loop episodes per candidate (common random numbers).",
+        *_weights_line(result),
         f"- Time: {ran}{_num(t.mean_replicate_seconds, 1)} s per replicate and worker; projected {projected} min "
         f"wall for R = 200 with {t.jobs} worker(s).",
         "",
     ]
+
+
+def _weights_line(result: Any) -> list[str]:
+    weights = getattr(result, "reference_weights", None) or {}
+    if not weights:
+        return []
+    listed = ", ".join(f"{name} `{digest[:12]}`" for name, digest in weights.items())
+    return [f"- Reference weights (sha256 digest, first 12 hex): {listed}. Studies whose digests differ evaluated "
+            "different policies: training is deterministic on one machine, not across CPU types."]
 
 
 def _truth_table(result: Any) -> list[str]:

@@ -42,7 +42,7 @@ from clinical_mborl.studies.coverage import (
 )
 from clinical_mborl.studies.gate_summary import GateRow, GateStudyVerdict, gate_rows, gate_verdict
 from clinical_mborl.studies.parallel import default_jobs, iter_tasks
-from clinical_mborl.studies.reference import load_base_spec, prepare_reference
+from clinical_mborl.studies.reference import load_base_spec, prepare_reference, reference_weights
 from clinical_mborl.studies.render import render_coverage, render_gate
 from clinical_mborl.studies.replicate import replicate_task
 from clinical_mborl.studies.truth import TruthRecord, compute_truths, paired_difference
@@ -78,6 +78,10 @@ class StudyResult(StrictModel):
     unresolved_truth_pairs: list[TruthPair] = Field(
         default_factory=list, description="Candidate pairs whose true order lies within 1.96 Monte Carlo SE.")
     choice: GateEstimatorChoice | None = None
+    reference_weights: dict[str, str] = Field(
+        default_factory=dict, description="Digest of the reference's clinician model and learned candidates' "
+        "weights (`studies.reference.reference_weights`): studies with different digests evaluated different "
+        "policies. Empty in results written before the sixteenth session.")
     gate: list[GateRow] = Field(default_factory=list)
     verdict: GateStudyVerdict | None = None
     timing: StudyTiming
@@ -156,14 +160,16 @@ def run_study(kind: StudyKind, config: StudyConfig, out: str | Path, ref_dir: st
     reference = prepare_reference(config, ref_path, log)
     truths = compute_truths(config, ref_path, reference.fingerprint, jobs, log)
     results, ran = run_replicates(config, out, ref_path, jobs, log)
-    result = summarise(kind, config, results, truths, str(ref_path), ran, jobs, time.perf_counter() - started)
+    result = summarise(kind, config, results, truths, str(ref_path), ran, jobs, time.perf_counter() - started,
+                       weights=reference_weights(ref_path))
     atomic_write_text(out / f"{kind}.json", result.model_dump_json(indent=2) + "\n")
     atomic_write_text(out / f"{kind}.md", render_coverage(result) if kind == "coverage" else render_gate(result))
     return result
 
 
 def summarise(kind: StudyKind, config: StudyConfig, results: list[dict[str, Any]], truths: dict[str, TruthRecord],
-              reference_dir: str, ran: int, jobs: int, wall: float) -> StudyResult:
+              reference_dir: str, ran: int, jobs: int, wall: float,
+              weights: dict[str, str] | None = None) -> StudyResult:
     """Aggregate replicate results against the truths into a `StudyResult`."""
     clin = truths["clinician"]
     values = {c: (t.value, t.mc_se) for c, t in truths.items()}
@@ -174,6 +180,7 @@ def summarise(kind: StudyKind, config: StudyConfig, results: list[dict[str, Any]
     mean_s = sum(seconds) / len(seconds) if seconds else None
     common: dict[str, Any] = dict(
         kind=kind, config=config, fingerprint=config.fingerprint(), reference_dir=reference_dir,
+        reference_weights=weights or {},
         n_replicates=len(results), n_errors=len(errors), errors=errors[:20],
         mean_patients_evaluated=(sum(r["n_patients_eval"] for r in ok) / len(ok)) if ok else None,
         truths=truths, overlap=overlap_rows(results, config.candidates),

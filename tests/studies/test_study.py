@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ from clinical_mborl.behavior import BehaviorConfig
 from clinical_mborl.cli.study_cmd import app
 from clinical_mborl.core import io as core_io
 from clinical_mborl.core.errors import InputError
+from clinical_mborl.core.io import sha256_json
 from clinical_mborl.dynamics import DynamicsConfig
 from clinical_mborl.ope import FQEConfig, OPEConfig
 from clinical_mborl.studies import StudyConfig, StudyResult, run_study
@@ -57,6 +59,22 @@ def test_the_coverage_study_runs_end_to_end(study):
     text = (out / "coverage.md").read_text()
     for heading in ("## Truth", "## Coverage of the nominal 95% intervals", "## Ranking", "## Which estimator"):
         assert heading in text
+
+
+def test_the_result_names_the_reference_weights_it_evaluated(study):
+    out, result, gate = study
+    ref = out / "reference"
+
+    def digest(folder: Path) -> str:  # from the weight files' bytes, not from their manifest
+        return sha256_json({p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                            for p in sorted(folder.glob("*.safetensors"))})
+
+    learned = {p.name: digest(p) for p in (ref / "policies").iterdir()}
+    assert "bc" in learned
+    assert result.reference_weights == {"clinician model": digest(ref / "behavior"), **learned}
+    assert gate.reference_weights == result.reference_weights
+    assert result.reference_weights["bc"] != result.reference_weights["clinician model"]
+    assert f"bc `{result.reference_weights['bc'][:12]}`" in (out / "coverage.md").read_text()
 
 
 def test_the_truth_is_the_softened_candidates_and_the_simulated_clinicians(study):
