@@ -59,6 +59,7 @@ def _settings(result: Any) -> list[str]:
         f"{list(o.fqe.hidden_sizes)}, {_fqe_budget(o.fqe)}, batch {o.fqe.batch_size}, "
         f"lr {o.fqe.learning_rate}, {o.fqe.n_members} member(s)"
         f"{' (bootstrapped FQE: Bayesian-bootstrap refits, resample b uses member b mod M)' if o.fqe.n_members > 1 else ''}"
+        f"{_fqe_prior(o.fqe)}"
         f". Dynamics: {dyn}.",
         f"- Truth: {c.truth_episodes} closed-loop episodes per candidate (common random numbers).",
         *_weights_line(result),
@@ -202,3 +203,12 @@ def _fqe_budget(fqe: FQEConfig) -> str:
     if fqe.steps_per_iteration is not None:
         return f"{fqe.steps_per_iteration} Adam steps/iteration"
     return f"{fqe.epochs_per_iteration} epochs/iteration"
+
+
+def _fqe_prior(fqe: FQEConfig) -> str:
+    """The members' randomized priors, as the study header states them ('' without)."""
+    if not fqe.prior_spread:
+        return ""
+    where = ("only at doses the clinician model gives with probability under the support threshold"
+             if fqe.prior_where == "off_support" else "at every dose")
+    return f", each with a frozen random prior of spread {fqe.prior_spread} {where}"

@@ -19,6 +19,7 @@ from clinical_mborl.core.io import sha256_json
 from clinical_mborl.dynamics import DynamicsConfig
 from clinical_mborl.ope import FQEConfig, OPEConfig
 from clinical_mborl.studies import StudyConfig, StudyResult, run_study
+from clinical_mborl.studies.render import render_coverage
 from clinical_mborl.studies.study import run_selected_replicates
 
 TINY_BEHAVIOR = BehaviorConfig(n_folds=2, hidden_sizes=(), max_epochs=2, fit_splits=("train",), eval_splits=("test",))
@@ -289,3 +290,15 @@ def test_selected_replicates_redraw_the_same_data_sets_and_skip_saved_ones(study
                                 log=log.append)
     with pytest.raises(InputError, match="start at 0"):
         run_selected_replicates(tiny_config(), pilot, out / "reference", [-1], jobs=1, log=log.append)
+
+
+def test_the_study_header_states_fqe_s_priors(study):
+    _, result, _ = study
+    assert "prior" not in render_coverage(result).split("## Truth")[0]
+    fqe = result.config.ope.fqe
+    for where, words in (("everywhere", "at every dose"), ("off_support", "only at doses the clinician model")):
+        ope = result.config.ope.model_copy(update={"fqe": fqe.model_copy(
+            update={"prior_spread": 0.3, "prior_where": where, "hidden_sizes": (8,), "n_members": 2})})
+        header = render_coverage(result.model_copy(update={"config": result.config.model_copy(
+            update={"ope": ope})})).split("## Truth")[0]
+        assert f"frozen random prior of spread 0.3 {words}" in header
