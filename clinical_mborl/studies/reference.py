@@ -26,7 +26,7 @@ from clinical_mborl.behavior import ClinicianPolicy, fit_behavior
 from clinical_mborl.cohort import ActionSpaceInfo, CohortManifest, TransitionSet
 from clinical_mborl.cohort.build import build_cohort
 from clinical_mborl.cohort.spec import CohortSpec, load_cohort_spec
-from clinical_mborl.core.artifacts import read_manifest
+from clinical_mborl.core.artifacts import verify_artifact
 from clinical_mborl.core.errors import InputError
 from clinical_mborl.core.io import atomic_directory, atomic_write_json, sha256_json
 from clinical_mborl.core.policy import Policy
@@ -115,7 +115,7 @@ def load_reference(ref_dir: str | Path) -> StudyReference:
 
 def reference_weights(ref_dir: str | Path) -> dict[str, str]:
     """A digest of each reference model's weights: the clinician model's and each learned candidate's
-    (sha256 over the weight files' hashes in its artifact manifest, which loading verifies).
+    (sha256 over the weight files' hashes in its artifact manifest, checked against the files first).
 
     The learned candidates' training is deterministic on one machine but not across CPU types (a reference
     rebuilt on another machine gave `bc` a true value 0.0009 away); two studies whose digests differ
@@ -123,7 +123,7 @@ def reference_weights(ref_dir: str | Path) -> dict[str, str]:
     path = Path(ref_dir)
     info = json.loads((path / REFERENCE_FILE).read_text())
     folders = {"clinician model": path / "behavior", **{name: path / "policies" / name for name in info["learned"]}}
-    return {name: sha256_json({f: h for f, h in sorted(read_manifest(folder).files.items())
+    return {name: sha256_json({f: h for f, h in sorted(verify_artifact(folder).files.items())
                                if f.endswith(".safetensors")})
             for name, folder in folders.items()}
 

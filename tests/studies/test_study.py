@@ -14,11 +14,12 @@ from typer.testing import CliRunner
 from clinical_mborl.behavior import BehaviorConfig
 from clinical_mborl.cli.study_cmd import app
 from clinical_mborl.core import io as core_io
-from clinical_mborl.core.errors import InputError
+from clinical_mborl.core.errors import ArtifactError, InputError
 from clinical_mborl.core.io import sha256_json
 from clinical_mborl.dynamics import DynamicsConfig
 from clinical_mborl.ope import FQEConfig, OPEConfig
 from clinical_mborl.studies import StudyConfig, StudyResult, run_study
+from clinical_mborl.studies.reference import reference_weights
 from clinical_mborl.studies.render import render_coverage
 from clinical_mborl.studies.study import run_selected_replicates
 
@@ -302,3 +303,16 @@ def test_the_study_header_states_fqe_s_priors(study):
         header = render_coverage(result.model_copy(update={"config": result.config.model_copy(
             update={"ope": ope})})).split("## Truth")[0]
         assert f"frozen random prior of spread 0.3 {words}" in header
+
+
+def test_reference_weights_refuse_a_weights_file_that_no_longer_matches_its_manifest(study, tmp_path):
+    out, result, _ = study
+    ref = tmp_path / "reference"
+    shutil.copytree(out / "reference", ref)
+    assert reference_weights(ref) == result.reference_weights
+    weights = ref / "policies" / "bc" / "policy.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one bit pattern changed, the size kept
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError):
+        reference_weights(ref)
