@@ -37,6 +37,7 @@ from tqdm import tqdm
 from clinical_mborl.behavior import BehaviorConfig, ClinicianPolicy, fit_behavior
 from clinical_mborl.cohort import TransitionSet, load_cohort_spec
 from clinical_mborl.cohort.build import build_cohort
+from clinical_mborl.core.artifacts import compute_environment
 from clinical_mborl.core.io import atomic_write_json
 from clinical_mborl.core.models import StrictModel
 from clinical_mborl.core.parallel import one_torch_thread, worker_pool
@@ -151,8 +152,10 @@ def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress
     t["total"] = round(time.perf_counter() - start, 2)
     result = PipelineResult(out=str(out), reports=reports, scores=str(out / "scores" / "scores.html"),
                             gate=gates, timings_s=t)
+    # the thread count the clinician model and dynamics were fitted with (branches run single-threaded)
     atomic_write_json(out / "pipeline.json", {"config": config.model_dump(mode="json"),
-                                              "result": result.model_dump(mode="json")})
+                                              "result": result.model_dump(mode="json"),
+                                              "compute": compute_environment()})
     return result
 
 

@@ -41,6 +41,9 @@ class ArtifactManifest(StrictModel):
     versions: dict[str, str] = {}
     git_sha: str | None = None
     metadata: dict[str, Any] = {}
+    # where the numbers were computed: torch's intra-op threads and the CPU. Results are bit-identical
+    # only for the same seed, thread count and CPU type (a float sum's order follows the threads).
+    compute: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,29 @@ def library_versions() -> dict[str, str]:
     except ImportError:  # pragma: no cover
         pass
     return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def compute_environment() -> dict[str, str]:
+    """torch's intra-op thread count, its CPU kernel level and the CPU model, when called.
+
+    Two runs with the same seed give the same weights only when these match: with another thread
+    count a float reduction adds in another order, and another CPU type takes other kernels.
+    """
+    import torch
+
+    return {"torch_threads": str(torch.get_num_threads()),
+            "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+            "cpu_model": _cpu_model(), "machine": platform.machine()}
 
 
 def git_sha() -> str | None:
@@ -92,6 +118,8 @@ def save_artifact(
 
     `tensors` maps a file stem to a dict of named torch tensors (one `<stem>.safetensors` each);
     `extras` maps a file stem to JSON-serialisable data (`<stem>.json`, e.g. metrics).
+    The manifest's `compute` records the thread count and CPU at save time; every clinical-mborl
+    command saves in the thread setting it trained in.
     """
     from safetensors.torch import save_file
 
@@ -111,6 +139,7 @@ def save_artifact(
             versions=library_versions(),
             git_sha=git_sha(),
             metadata=dict(metadata or {}),
+            compute=compute_environment(),
         )
         (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2))
     return manifest

@@ -66,3 +66,27 @@ def test_overwrite_replaces_folder_atomically(tmp_path):
     assert not (path / "weights.safetensors").exists()
     leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_manifest_records_the_thread_count_and_cpu_in_force_at_save(tmp_path):
+    """Same seed, other thread count: other float sums. The manifest says which was used."""
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            path = tmp_path / f"t{threads}"
+            save_artifact(path, kind="unit", config={}, tensors={"weights": {"w": torch.ones(1)}})
+            compute = load_artifact(path).manifest.compute
+            assert compute["torch_threads"] == str(threads)
+            assert compute["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+            assert compute["cpu_model"]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_manifest_written_before_compute_was_recorded_still_loads(tmp_path):
+    path = _save(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["compute"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    assert load_artifact(path, expected_kind="unit").manifest.compute == {}
