@@ -94,6 +94,9 @@ class PipelineResult(StrictModel):
     scores: str
     gate: dict[str, str]
     timings_s: dict[str, float]
+    # torch's threads and the CPU of the main process, which fits the clinician model and dynamics
+    # (branches run single-threaded): same seed, other threads or CPU type, other weights
+    compute: dict[str, str] = {}
 
 
 def _timed(timings: dict[str, float], name: str, announce: bool, fn: Callable[..., Any], *args: Any,
@@ -110,6 +113,7 @@ def _timed(timings: dict[str, float], name: str, announce: bool, fn: Callable[..
 def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress: bool = True) -> PipelineResult:
     """Run every stage in order on a freshly simulated cohort; return where the reports are."""
     start = time.perf_counter()
+    compute = compute_environment()
     config = config or PipelineConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -151,11 +155,9 @@ def run_pipeline(out: str | Path, config: PipelineConfig | None = None, progress
            progress=progress, reports=evaluated)
     t["total"] = round(time.perf_counter() - start, 2)
     result = PipelineResult(out=str(out), reports=reports, scores=str(out / "scores" / "scores.html"),
-                            gate=gates, timings_s=t)
-    # the thread count the clinician model and dynamics were fitted with (branches run single-threaded)
+                            gate=gates, timings_s=t, compute=compute)
     atomic_write_json(out / "pipeline.json", {"config": config.model_dump(mode="json"),
-                                              "result": result.model_dump(mode="json"),
-                                              "compute": compute_environment()})
+                                              "result": result.model_dump(mode="json")})
     return result
 
 

@@ -37,7 +37,8 @@ def test_pipeline_writes_every_artifact_and_refuses_recommendations_without_a_pa
         assert report["gate"]["status"] == result.gate[algo]
         html = (run / f"report_{algo}" / "report.html").read_text()
         assert "http://" not in html and "https://" not in html
-    compute = json.loads((run / "pipeline.json").read_text())["compute"]
+    compute = json.loads((run / "pipeline.json").read_text())["result"]["compute"]
+    assert compute == result.compute
     assert compute["torch_threads"] == str(torch.get_num_threads())  # what the main-process fits used
     for algo in ("morel", "combo"):  # branches train single-threaded, and their manifests say so
         assert json.loads((run / algo / "manifest.json").read_text())["compute"]["torch_threads"] == "1"
